@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * USB CCID smart-card reader driver: shared definitions.
+ */
+#ifndef _CCID_H
+#define _CCID_H
+
+#include <linux/atomic.h>
+#include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/usb.h>
+#include <linux/wait.h>
+
+#include "ccid_proto.h"
+
+/* Default timeouts; a caller's timeout_ms replaces them */
+#define CCID_TIMEOUT_CTRL_MS	5000	/* status, power off, parameters */
+#define CCID_TIMEOUT_XFR_MS	10000	/* power on, XfrBlock, Escape */
+#define CCID_TIMEOUT_SECURE_MS	90000	/* at least this, or bTimeOut + 10 s */
+#define CCID_SECURE_SLACK_MS	10000
+/* Time extensions may stretch a command up to this long in total */
+#define CCID_TIME_EXT_LIMIT_MS	300000
+/* Bulk-OUT of one command, and each step of an abort */
+#define CCID_OUT_TIMEOUT_MS	5000
+#define CCID_ABORT_STEP_MS	1000
+/* Answers to older commands dropped before a command gives up */
+#define CCID_MAX_STALE		16
+
+/* ccid_dev.flags */
+#define CCID_FLAG_IN_DONE	0	/* bulk-IN URB completed */
+#define CCID_FLAG_OUT_DONE	1	/* bulk-OUT URB completed */
+#define CCID_FLAG_CANCEL	2	/* CCID_IOC_ABORT for the busy slot */
+#define CCID_FLAG_GONE		3	/* disconnect in progress */
+#define CCID_FLAG_RESETTING	4	/* a USB reset is in progress */
+
+/**
+ * struct ccid_stats - error counters shown in sysfs
+ */
+struct ccid_stats {
+	atomic_t timeouts;
+	atomic_t aborts;
+	atomic_t stale_frames;
+	atomic_t time_extensions;
+	atomic_t protocol_errors;
+};
+
+/**
+ * struct ccid_dev - one bound CCID interface
+ * @kref: the interface and every open file hold a reference
+ * @udev: the USB device (referenced)
+ * @intf: the interface (referenced)
+ * @desc: the validated class descriptor
+ * @iface_class: bInterfaceClass (0x0B, or 0xFF for pre-standard readers)
+ * @ifnum: bInterfaceNumber, for class requests
+ * @in_pipe: bulk-IN
+ * @out_pipe: bulk-OUT
+ * @out_maxp: wMaxPacketSize of bulk-OUT
+ * @buf_len: largest message the driver sends or accepts, header included
+ * @io_mutex: serializes commands; protects @seq, the buffers, the URBs
+ *	and @disconnected
+ * @disconnected: set once under @io_mutex by disconnect
+ * @seq: bSeq of the next command
+ * @out_buf: bulk-OUT message buffer, @buf_len bytes
+ * @in_buf: bulk-IN message buffer, @in_len bytes
+ * @in_len: @buf_len rounded up to whole packets
+ * @out_urb: preallocated bulk-OUT URB
+ * @in_urb: preallocated bulk-IN URB
+ * @flags: CCID_FLAG_*
+ * @wait: the command in flight waits here for its URBs or a cancel
+ * @lock: protects @busy_slot against CCID_IOC_ABORT
+ * @busy_slot: slot of the command in flight, or -1
+ * @poll_wait: poll() waiters (disconnect)
+ * @stats: error counters
+ */
+struct ccid_dev {
+	struct kref kref;
+	struct usb_device *udev;
+	struct usb_interface *intf;
+	struct ccid_class_desc desc;
+	u8 iface_class;
+	u8 ifnum;
+
+	unsigned int in_pipe;
+	unsigned int out_pipe;
+	u16 out_maxp;
+	size_t buf_len;
+
+	struct mutex io_mutex;		/* one command at a time */
+	bool disconnected;
+	u8 seq;
+	u8 *out_buf;
+	u8 *in_buf;
+	size_t in_len;
+	struct urb *out_urb;
+	struct urb *in_urb;
+
+	unsigned long flags;
+	wait_queue_head_t wait;
+	spinlock_t lock;		/* busy_slot vs. CCID_IOC_ABORT */
+	int busy_slot;
+
+	wait_queue_head_t poll_wait;
+	struct ccid_stats stats;
+};
+
+/**
+ * struct ccid_cmd - one PC_to_RDR command and its answer
+ * @type: bMessageType
+ * @slot: bSlot
+ * @p: header bytes 7..9
+ * @len: dwLength; the data is already at out_buf + CCID_HDR_SIZE
+ * @timeout_ms: how long to wait for the answer
+ * @rsp: the answer's header
+ * @data: the answer's abData (in_buf + CCID_HDR_SIZE), rsp.len bytes
+ */
+struct ccid_cmd {
+	u8 type;
+	u8 slot;
+	u8 p[3];
+	u32 len;
+	unsigned int timeout_ms;
+	struct ccid_rsp rsp;
+	const u8 *data;
+};
+
+extern struct usb_driver ccid_driver;
+
+void ccid_delete(struct kref *kref);
+int ccid_alloc_io(struct ccid_dev *dev);
+void ccid_free_io(struct ccid_dev *dev);
+int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd);
+int ccid_cancel(struct ccid_dev *dev, u8 slot);
+long ccid_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+
+#endif /* _CCID_H */

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * USB CCID smart-card reader driver: the ioctl interface.
+ *
+ * Arguments are checked before the reader is touched; the command is
+ * then run under io_mutex with its data copied straight into the
+ * preallocated message buffer.  When the reader answered, the structure
+ * goes back to userspace with bStatus and bError even if the call fails.
+ */
+
+#include <linux/capability.h>
+#include <linux/fs.h>
+#include <linux/minmax.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "ccid.h"
+
+static void ccid_bad_arg(struct ccid_dev *dev, const char *why)
+{
+	dev_notice_ratelimited(&dev->intf->dev, "%s: %s\n", current->comm,
+			       why);
+}
+
+static int ccid_check_slot(struct ccid_dev *dev, u8 slot)
+{
+	if (slot > dev->desc.max_slot_index) {
+		ccid_bad_arg(dev, "no such slot");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int ccid_check_reserved(struct ccid_dev *dev, const void *p,
+			       size_t len)
+{
+	if (memchr_inv(p, 0, len)) {
+		ccid_bad_arg(dev, "reserved field not zero");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static unsigned int ccid_timeout(u32 user_ms, unsigned int def_ms)
+{
+	return user_ms ? min_t(u32, user_ms, CCID_MAX_TIMEOUT_MS) : def_ms;
+}
+
+static int ccid_lock(struct ccid_dev *dev)
+{
+	if (mutex_lock_interruptible(&dev->io_mutex))
+		return -ERESTARTSYS;
+	if (dev->disconnected) {
+		mutex_unlock(&dev->io_mutex);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+static long ccid_ioctl_info(struct ccid_dev *dev, void __user *argp)
+{
+	const struct ccid_class_desc *d = &dev->desc;
+	const struct usb_device_descriptor *dd = &dev->udev->descriptor;
+	struct ccid_reader_info info;
+
+	memset(&info, 0, sizeof(info));
+	info.vendor_id = le16_to_cpu(dd->idVendor);
+	info.product_id = le16_to_cpu(dd->idProduct);
+	info.bcd_device = le16_to_cpu(dd->bcdDevice);
+	info.bcd_ccid = d->bcd_ccid;
+	info.num_slots = d->max_slot_index + 1;
+	info.voltage_support = d->voltage_support;
+	info.pin_support = d->pin_support;
+	info.max_busy_slots = d->max_busy_slots;
+	info.protocols = d->protocols;
+	info.default_clock = d->default_clock;
+	info.max_clock = d->max_clock;
+	info.data_rate = d->data_rate;
+	info.max_data_rate = d->max_data_rate;
+	info.max_ifsd = d->max_ifsd;
+	info.synch_protocols = d->synch_protocols;
+	info.mechanical = d->mechanical;
+	info.features = d->features;
+	info.max_message_length = d->max_msg_len;
+	info.buffer_length = dev->buf_len;
+	info.num_clocks = d->num_clocks;
+	info.num_data_rates = d->num_data_rates;
+	info.class_get_response = d->class_get_response;
+	info.class_envelope = d->class_envelope;
+	info.lcd_layout = d->lcd_layout;
+	info.exchange_level = ccid_exchange_level(d->features);
+	info.interface_class = dev->iface_class;
+
+	if (copy_to_user(argp, &info, sizeof(info)))
+		return -EFAULT;
+	return 0;
+}
+
+static long ccid_ioctl_power_on(struct ccid_dev *dev, void __user *argp)
+{
+	struct ccid_power_on p;
+	struct ccid_cmd cmd = { .type = CCID_PC_POWER_ON };
+	int ret;
+
+	if (copy_from_user(&p, argp, sizeof(p)))
+		return -EFAULT;
+	ret = ccid_check_slot(dev, p.slot);
+	if (ret)
+		return ret;
+	ret = ccid_check_reserved(dev, &p.reserved0, sizeof(p.reserved0)) ?:
+	      ccid_check_reserved(dev, p.reserved, sizeof(p.reserved));
+	if (ret)
+		return ret;
+	if (p.voltage > CCID_VOLTAGE_1_8V) {
+		ccid_bad_arg(dev, "bad voltage");
+		return -EINVAL;
+	}
+
+	cmd.slot = p.slot;
+	cmd.p[0] = p.voltage;
+	cmd.timeout_ms = ccid_timeout(p.timeout_ms, CCID_TIMEOUT_XFR_MS);
+
+	ret = ccid_lock(dev);
+	if (ret)
+		return ret;
+	ret = ccid_transact(dev, &cmd);
+	if (ret) {
+		mutex_unlock(&dev->io_mutex);
+		return ret;
+	}
+
+	p.status = cmd.rsp.status;
+	p.error = cmd.rsp.error;
+	p.atr_len = 0;
+	memset(p.atr, 0, sizeof(p.atr));
+	ret = ccid_rsp_errno(&cmd.rsp);
+	if (!ret && cmd.rsp.len > sizeof(p.atr)) {
+		dev_warn_ratelimited(&dev->intf->dev,
+				     "slot %u: ATR of %u bytes\n", p.slot,
+				     cmd.rsp.len);
+		ret = -EPROTO;
+	} else if (!ret) {
+		p.atr_len = cmd.rsp.len;
+		memcpy(p.atr, cmd.data, cmd.rsp.len);
+	}
+	mutex_unlock(&dev->io_mutex);
+
+	if (copy_to_user(argp, &p, sizeof(p)))
+		return -EFAULT;
+	return ret;
+}
+
+static long ccid_ioctl_slot_status(struct ccid_dev *dev, u8 type,
+				   void __user *argp)
+{
+	struct ccid_slot_status st;
+	struct ccid_cmd cmd = { .type = type };
+	int ret;
+
+	if (copy_from_user(&st, argp, sizeof(st)))
+		return -EFAULT;
+	ret = ccid_check_slot(dev, st.slot) ?:
+	      ccid_check_reserved(dev, st.reserved, sizeof(st.reserved));
+	if (ret)
+		return ret;
+
+	cmd.slot = st.slot;
+	cmd.timeout_ms = ccid_timeout(st.timeout_ms, CCID_TIMEOUT_CTRL_MS);
+
+	ret = ccid_lock(dev);
+	if (ret)
+		return ret;
+	ret = ccid_transact(dev, &cmd);
+	mutex_unlock(&dev->io_mutex);
+	if (ret)
+		return ret;
+
+	st.status = cmd.rsp.status;
+	st.error = cmd.rsp.error;
+	st.clock_status = cmd.rsp.param;
+	if (copy_to_user(argp, &st, sizeof(st)))
+		return -EFAULT;
+	return ccid_rsp_errno(&cmd.rsp);
+}
+
+/* PC_to_RDR_Secure waits for a person: never less than bTimeOut + 10 s */
+static unsigned int ccid_secure_timeout(const u8 *blk, size_t len,
+					u32 user_ms)
+{
+	unsigned int ms = CCID_TIMEOUT_SECURE_MS;
+
+	if (len > 1)
+		ms = max_t(unsigned int, ms,
+			   blk[1] * 1000 + CCID_SECURE_SLACK_MS);
+	return max_t(unsigned int, ms, ccid_timeout(user_ms, 0));
+}
+
+static int ccid_check_xfer(struct ccid_dev *dev, unsigned int ioc,
+			   const struct ccid_xfer *x)
+{
+	int ret;
+
+	ret = ccid_check_slot(dev, x->slot) ?:
+	      ccid_check_reserved(dev, &x->reserved0, sizeof(x->reserved0)) ?:
+	      ccid_check_reserved(dev, x->reserved, sizeof(x->reserved));
+	if (ret)
+		return ret;
+	if (x->tx_len > dev->buf_len - CCID_HDR_SIZE) {
+		ccid_bad_arg(dev, "command longer than the reader takes");
+		return -EMSGSIZE;
+	}
+	if (ioc == CCID_IOC_ESCAPE) {
+		if (!capable(CAP_SYS_ADMIN))
+			return -EPERM;
+		if (x->bwi || x->level) {
+			ccid_bad_arg(dev, "escape with bBWI or wLevelParameter");
+			return -EINVAL;
+		}
+	}
+	if (ioc == CCID_IOC_SECURE && !x->tx_len) {
+		ccid_bad_arg(dev, "empty PIN operation block");
+		return -EINVAL;
+	}
+	if (!access_ok(u64_to_user_ptr(x->tx_buf), x->tx_len) ||
+	    !access_ok(u64_to_user_ptr(x->rx_buf), x->rx_size))
+		return -EFAULT;
+	return 0;
+}
+
+static long ccid_ioctl_xfer(struct ccid_dev *dev, unsigned int ioc,
+			    void __user *argp)
+{
+	struct ccid_cmd cmd = { };
+	struct ccid_xfer x;
+	const char *why;
+	int ret;
+
+	if (copy_from_user(&x, argp, sizeof(x)))
+		return -EFAULT;
+	ret = ccid_check_xfer(dev, ioc, &x);
+	if (ret)
+		return ret;
+
+	switch (ioc) {
+	case CCID_IOC_XFR_BLOCK:
+		cmd.type = CCID_PC_XFR_BLOCK;
+		break;
+	case CCID_IOC_SECURE:
+		cmd.type = CCID_PC_SECURE;
+		break;
+	default:
+		cmd.type = CCID_PC_ESCAPE;
+		break;
+	}
+	cmd.slot = x.slot;
+	cmd.len = x.tx_len;
+	cmd.p[0] = x.bwi;
+	cmd.p[1] = x.level & 0xff;
+	cmd.p[2] = x.level >> 8;
+	cmd.timeout_ms = ccid_timeout(x.timeout_ms, CCID_TIMEOUT_XFR_MS);
+
+	ret = ccid_lock(dev);
+	if (ret)
+		return ret;
+
+	if (copy_from_user(dev->out_buf + CCID_HDR_SIZE,
+			   u64_to_user_ptr(x.tx_buf), x.tx_len)) {
+		ret = -EFAULT;
+		goto unlock;
+	}
+	if (cmd.type == CCID_PC_SECURE) {
+		const u8 *blk = dev->out_buf + CCID_HDR_SIZE;
+
+		ret = ccid_check_secure(blk, x.tx_len, dev->desc.pin_support,
+					&why);
+		if (ret) {
+			ccid_bad_arg(dev, why);
+			goto unlock;
+		}
+		cmd.timeout_ms = ccid_secure_timeout(blk, x.tx_len,
+						     x.timeout_ms);
+	}
+
+	ret = ccid_transact(dev, &cmd);
+	if (ret)
+		goto unlock;
+
+	x.status = cmd.rsp.status;
+	x.error = cmd.rsp.error;
+	x.chain = cmd.rsp.param;
+	x.rx_len = cmd.rsp.len;
+	ret = ccid_rsp_errno(&cmd.rsp);
+	if (cmd.rsp.len > x.rx_size) {
+		ret = ret ?: -EOVERFLOW;
+	} else if (copy_to_user(u64_to_user_ptr(x.rx_buf), cmd.data,
+				cmd.rsp.len)) {
+		ret = -EFAULT;
+		goto unlock;
+	}
+	mutex_unlock(&dev->io_mutex);
+
+	if (copy_to_user(argp, &x, sizeof(x)))
+		return -EFAULT;
+	return ret;
+
+unlock:
+	mutex_unlock(&dev->io_mutex);
+	return ret;
+}
+
+static long ccid_ioctl_params(struct ccid_dev *dev, unsigned int ioc,
+			      void __user *argp)
+{
+	struct ccid_cmd cmd = { .type = CCID_PC_GET_PARAMS };
+	struct ccid_params pr;
+	int ret;
+
+	if (copy_from_user(&pr, argp, sizeof(pr)))
+		return -EFAULT;
+	ret = ccid_check_slot(dev, pr.slot) ?:
+	      ccid_check_reserved(dev, &pr.reserved0, sizeof(pr.reserved0)) ?:
+	      ccid_check_reserved(dev, pr.reserved, sizeof(pr.reserved));
+	if (ret)
+		return ret;
+
+	if (ioc == CCID_IOC_SET_PARAMS) {
+		/* abProtocolDataStructure: 5 bytes for T=0, 7 for T=1 */
+		if ((pr.protocol == 0 && pr.len != 5) ||
+		    (pr.protocol == 1 && pr.len != 7) || pr.protocol > 1) {
+			ccid_bad_arg(dev, "bad protocol data structure");
+			return -EINVAL;
+		}
+		cmd.type = CCID_PC_SET_PARAMS;
+		cmd.p[0] = pr.protocol;
+		cmd.len = pr.len;
+	} else if (ioc == CCID_IOC_RESET_PARAMS) {
+		cmd.type = CCID_PC_RESET_PARAMS;
+	}
+	cmd.slot = pr.slot;
+	cmd.timeout_ms = ccid_timeout(pr.timeout_ms, CCID_TIMEOUT_CTRL_MS);
+
+	ret = ccid_lock(dev);
+	if (ret)
+		return ret;
+	memcpy(dev->out_buf + CCID_HDR_SIZE, pr.data, cmd.len);
+	ret = ccid_transact(dev, &cmd);
+	if (ret) {
+		mutex_unlock(&dev->io_mutex);
+		return ret;
+	}
+
+	pr.status = cmd.rsp.status;
+	pr.error = cmd.rsp.error;
+	pr.protocol = cmd.rsp.param;
+	pr.len = 0;
+	memset(pr.data, 0, sizeof(pr.data));
+	ret = ccid_rsp_errno(&cmd.rsp);
+	if (cmd.rsp.len > sizeof(pr.data)) {
+		dev_warn_ratelimited(&dev->intf->dev,
+				     "slot %u: parameters of %u bytes\n",
+				     pr.slot, cmd.rsp.len);
+		ret = ret ?: -EPROTO;
+	} else {
+		pr.len = cmd.rsp.len;
+		memcpy(pr.data, cmd.data, cmd.rsp.len);
+	}
+	mutex_unlock(&dev->io_mutex);
+
+	if (copy_to_user(argp, &pr, sizeof(pr)))
+		return -EFAULT;
+	return ret;
+}
+
+static long ccid_ioctl_abort(struct ccid_dev *dev, void __user *argp)
+{
+	struct ccid_abort a;
+	int ret;
+
+	if (copy_from_user(&a, argp, sizeof(a)))
+		return -EFAULT;
+	ret = ccid_check_slot(dev, a.slot) ?:
+	      ccid_check_reserved(dev, a.reserved, sizeof(a.reserved));
+	if (ret)
+		return ret;
+	if (READ_ONCE(dev->disconnected))
+		return -ENODEV;
+	/* An idle slot has nothing to abort. */
+	ccid_cancel(dev, a.slot);
+	return 0;
+}
+
+long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
+{
+	struct ccid_dev *dev = file->private_data;
+	void __user *argp = (void __user *)arg;
+
+	if (READ_ONCE(dev->disconnected))
+		return -ENODEV;
+
+	switch (ioc) {
+	case CCID_IOC_GET_INFO:
+		return ccid_ioctl_info(dev, argp);
+	case CCID_IOC_POWER_ON:
+		return ccid_ioctl_power_on(dev, argp);
+	case CCID_IOC_POWER_OFF:
+		return ccid_ioctl_slot_status(dev, CCID_PC_POWER_OFF, argp);
+	case CCID_IOC_SLOT_STATUS:
+		return ccid_ioctl_slot_status(dev, CCID_PC_GET_SLOT_STATUS,
+					      argp);
+	case CCID_IOC_XFR_BLOCK:
+	case CCID_IOC_SECURE:
+	case CCID_IOC_ESCAPE:
+		return ccid_ioctl_xfer(dev, ioc, argp);
+	case CCID_IOC_GET_PARAMS:
+	case CCID_IOC_SET_PARAMS:
+	case CCID_IOC_RESET_PARAMS:
+		return ccid_ioctl_params(dev, ioc, argp);
+	case CCID_IOC_ABORT:
+		return ccid_ioctl_abort(dev, argp);
+	default:
+		return -ENOTTY;
+	}
+}

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * CCID wire format: framing and parsing, with no USB and no allocation.
+ *
+ * Every function here takes bytes that came from a device or from
+ * userspace and must never read outside them; the userspace unit tests
+ * and fuzzers in tools/testing/selftests/drivers/usb/ccid/ build this file
+ * unchanged.
+ */
+
+#include "ccid_proto.h"
+
+/* Offsets in the class descriptor */
+#define DESC_BCD_CCID		2
+#define DESC_MAX_SLOT		4
+#define DESC_VOLTAGE		5
+#define DESC_PROTOCOLS		6
+#define DESC_DEFAULT_CLOCK	10
+#define DESC_MAX_CLOCK		14
+#define DESC_NUM_CLOCKS		18
+#define DESC_DATA_RATE		19
+#define DESC_MAX_DATA_RATE	23
+#define DESC_NUM_RATES		27
+#define DESC_MAX_IFSD		28
+#define DESC_SYNCH		32
+#define DESC_MECHANICAL		36
+#define DESC_FEATURES		40
+#define DESC_MAX_MSG		44
+#define DESC_GET_RESPONSE	48
+#define DESC_ENVELOPE		49
+#define DESC_LCD		50
+#define DESC_PIN		52
+#define DESC_BUSY_SLOTS		53
+
+#define CCID_VOLTAGE_MASK	0x07
+#define CCID_PROTO_T0_T1	0x03
+
+/**
+ * ccid_parse_class_desc() - decode and validate a CCID class descriptor
+ * @buf: the descriptor, starting at bLength
+ * @len: bytes available at @buf
+ * @desc: decoded fields, valid only on success
+ * @why: on failure, what is wrong, for the one log line probe prints
+ *
+ * Return: 0, or -EINVAL for a descriptor the driver refuses to use.
+ */
+int ccid_parse_class_desc(const u8 *buf, size_t len,
+			  struct ccid_class_desc *desc, const char **why)
+{
+	if (len < 2) {
+		*why = "class descriptor truncated";
+		return -EINVAL;
+	}
+	if (buf[1] != CCID_CLASS_DESC_TYPE) {
+		*why = "class descriptor has the wrong type";
+		return -EINVAL;
+	}
+	if (buf[0] != CCID_CLASS_DESC_SIZE) {
+		*why = "class descriptor bLength is not 54";
+		return -EINVAL;
+	}
+	if (len < CCID_CLASS_DESC_SIZE) {
+		*why = "class descriptor truncated";
+		return -EINVAL;
+	}
+
+	desc->bcd_ccid = ccid_get_le16(buf + DESC_BCD_CCID);
+	desc->max_slot_index = buf[DESC_MAX_SLOT];
+	desc->voltage_support = buf[DESC_VOLTAGE];
+	desc->protocols = ccid_get_le32(buf + DESC_PROTOCOLS);
+	desc->default_clock = ccid_get_le32(buf + DESC_DEFAULT_CLOCK);
+	desc->max_clock = ccid_get_le32(buf + DESC_MAX_CLOCK);
+	desc->num_clocks = buf[DESC_NUM_CLOCKS];
+	desc->data_rate = ccid_get_le32(buf + DESC_DATA_RATE);
+	desc->max_data_rate = ccid_get_le32(buf + DESC_MAX_DATA_RATE);
+	desc->num_data_rates = buf[DESC_NUM_RATES];
+	desc->max_ifsd = ccid_get_le32(buf + DESC_MAX_IFSD);
+	desc->synch_protocols = ccid_get_le32(buf + DESC_SYNCH);
+	desc->mechanical = ccid_get_le32(buf + DESC_MECHANICAL);
+	desc->features = ccid_get_le32(buf + DESC_FEATURES);
+	desc->max_msg_len = ccid_get_le32(buf + DESC_MAX_MSG);
+	desc->class_get_response = buf[DESC_GET_RESPONSE];
+	desc->class_envelope = buf[DESC_ENVELOPE];
+	desc->lcd_layout = ccid_get_le16(buf + DESC_LCD);
+	desc->pin_support = buf[DESC_PIN];
+	desc->max_busy_slots = buf[DESC_BUSY_SLOTS];
+
+	if (desc->max_slot_index >= CCID_MAX_SLOTS) {
+		*why = "bMaxSlotIndex out of range";
+		return -EINVAL;
+	}
+	if (!desc->voltage_support ||
+	    (desc->voltage_support & ~CCID_VOLTAGE_MASK)) {
+		*why = "bVoltageSupport invalid";
+		return -EINVAL;
+	}
+	if (!(desc->protocols & CCID_PROTO_T0_T1)) {
+		*why = "dwProtocols names neither T=0 nor T=1";
+		return -EINVAL;
+	}
+	if (ccid_exchange_level(desc->features) < 0) {
+		*why = "dwFeatures exchange level invalid";
+		return -EINVAL;
+	}
+	if (desc->max_msg_len <= CCID_HDR_SIZE) {
+		*why = "dwMaxCCIDMessageLength too small";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/**
+ * ccid_exchange_level() - decode the exchange level bits of dwFeatures
+ * @features: dwFeatures
+ *
+ * Return: a CCID_LEVEL_* value, or -EINVAL when
+ * the bits hold none of the four defined values.
+ */
+int ccid_exchange_level(u32 features)
+{
+	switch (features & CCID_FEAT_LEVEL_MASK) {
+	case 0:
+		return CCID_LEVEL_CHARACTER;
+	case CCID_FEAT_LEVEL_TPDU:
+		return CCID_LEVEL_TPDU;
+	case CCID_FEAT_LEVEL_SHORT_APDU:
+		return CCID_LEVEL_SHORT_APDU;
+	case CCID_FEAT_LEVEL_EXT_APDU:
+		return CCID_LEVEL_EXTENDED_APDU;
+	default:
+		return -EINVAL;
+	}
+}
+
+const char *ccid_exchange_level_name(u32 features)
+{
+	static const char * const names[] = {
+		"character", "tpdu", "short_apdu", "extended_apdu",
+	};
+	int level = ccid_exchange_level(features);
+
+	return level < 0 ? "invalid" : names[level];
+}
+
+/**
+ * ccid_build_hdr() - fill in a PC_to_RDR message header
+ * @hdr: CCID_HDR_SIZE bytes
+ * @type: bMessageType
+ * @len: dwLength, the bytes of abData that follow
+ * @slot: bSlot
+ * @seq: bSeq
+ * @p1: byte 7 (bPowerSelect, bBWI, bProtocolNum, ...)
+ * @p2: byte 8 (low byte of wLevelParameter, ...)
+ * @p3: byte 9 (high byte of wLevelParameter, ...)
+ */
+void ccid_build_hdr(u8 *hdr, u8 type, u32 len, u8 slot, u8 seq,
+		    u8 p1, u8 p2, u8 p3)
+{
+	hdr[CCID_OFF_TYPE] = type;
+	ccid_put_le32(hdr + CCID_OFF_LENGTH, len);
+	hdr[CCID_OFF_SLOT] = slot;
+	hdr[CCID_OFF_SEQ] = seq;
+	hdr[7] = p1;
+	hdr[8] = p2;
+	hdr[9] = p3;
+}
+
+/**
+ * ccid_rsp_type_for() - the RDR_to_PC message that answers a command
+ * @cmd_type: a PC_to_RDR bMessageType
+ *
+ * Return: the expected bMessageType of the answer.
+ */
+u8 ccid_rsp_type_for(u8 cmd_type)
+{
+	switch (cmd_type) {
+	case CCID_PC_POWER_ON:
+	case CCID_PC_XFR_BLOCK:
+	case CCID_PC_SECURE:
+		return CCID_RDR_DATA_BLOCK;
+	case CCID_PC_GET_PARAMS:
+	case CCID_PC_RESET_PARAMS:
+	case CCID_PC_SET_PARAMS:
+		return CCID_RDR_PARAMS;
+	case CCID_PC_ESCAPE:
+		return CCID_RDR_ESCAPE;
+	default:
+		return CCID_RDR_SLOT_STATUS;
+	}
+}
+
+/**
+ * ccid_check_rsp() - decode one bulk-IN frame and match it to a command
+ * @buf: the frame
+ * @actual: bytes received
+ * @cmd_type: bMessageType of the command waiting for an answer
+ * @slot: its bSlot
+ * @seq: its bSeq
+ * @rsp: the decoded header (filled in whenever @actual covers it)
+ * @why: for CCID_RSP_BAD, what is wrong
+ *
+ * A frame for another bSeq or bSlot is an answer to an earlier command
+ * that gave up waiting; it is reported as stale whatever its type.
+ *
+ * Return: the verdict.
+ */
+enum ccid_rsp_verdict ccid_check_rsp(const u8 *buf, size_t actual,
+				     u8 cmd_type, u8 slot, u8 seq,
+				     struct ccid_rsp *rsp, const char **why)
+{
+	if (actual < CCID_HDR_SIZE) {
+		*why = "short header";
+		return CCID_RSP_BAD;
+	}
+
+	rsp->type = buf[CCID_OFF_TYPE];
+	rsp->len = ccid_get_le32(buf + CCID_OFF_LENGTH);
+	rsp->slot = buf[CCID_OFF_SLOT];
+	rsp->seq = buf[CCID_OFF_SEQ];
+	rsp->status = buf[CCID_OFF_STATUS];
+	rsp->error = buf[CCID_OFF_ERROR];
+	rsp->param = buf[CCID_OFF_PARAM];
+
+	if (rsp->len != actual - CCID_HDR_SIZE) {
+		*why = "dwLength does not match the data received";
+		return CCID_RSP_BAD;
+	}
+	if (rsp->seq != seq || rsp->slot != slot)
+		return CCID_RSP_STALE;
+	if (rsp->type != ccid_rsp_type_for(cmd_type)) {
+		*why = "wrong message type";
+		return CCID_RSP_BAD;
+	}
+
+	switch (rsp->status & CCID_CMD_STATUS_MASK) {
+	case CCID_CMD_STATUS_OK:
+	case CCID_CMD_STATUS_FAILED:
+		return CCID_RSP_MATCH;
+	case CCID_CMD_STATUS_TIME_EXT:
+		return CCID_RSP_TIME_EXT;
+	default:
+		*why = "reserved bmCommandStatus";
+		return CCID_RSP_BAD;
+	}
+}
+
+/**
+ * ccid_rsp_errno() - the errno for a matched answer
+ * @rsp: a frame ccid_check_rsp() called CCID_RSP_MATCH
+ *
+ * The mapping is part of the ABI; Documentation/usb/ccid.rst lists it.
+ *
+ * Return: 0 when the reader processed the command, else a negative errno.
+ */
+int ccid_rsp_errno(const struct ccid_rsp *rsp)
+{
+	if ((rsp->status & CCID_CMD_STATUS_MASK) != CCID_CMD_STATUS_FAILED)
+		return 0;
+
+	/* bError 1..0x7f: index of the offending field of the command */
+	if (rsp->error >= 0x01 && rsp->error <= 0x7f)
+		return -EINVAL;
+	if (rsp->error == 0x00)
+		return -EOPNOTSUPP;
+	if ((rsp->status & CCID_ICC_STATUS_MASK) == CCID_ICC_ABSENT)
+		return -ENOMEDIUM;
+
+	switch (rsp->error) {
+	case CCID_ERR_CMD_ABORTED:
+	case CCID_ERR_PIN_CANCELLED:
+		return -ECANCELED;
+	case CCID_ERR_PIN_TIMEOUT:
+		return -ETIME;
+	case CCID_ERR_PROTO_NOT_SUPPORTED:
+	case CCID_ERR_CLASS_NOT_SUPPORTED:
+		return -EPROTONOSUPPORT;
+	case CCID_ERR_BUSY_AUTO_SEQ:
+	case CCID_ERR_SLOT_BUSY:
+		return -EBUSY;
+	default:
+		/* ICC_MUTE, parity, overrun, HW_ERROR, bad ATR, ... */
+		return -EIO;
+	}
+}
+
+/* Offsets shared by the verify and modify structures */
+#define PIN_OP			0
+#define PIN_FORMAT		2
+#define PIN_BLOCK		3
+
+/* PC_to_RDR_Secure verify structure */
+#define VERIFY_MAX_EXTRA	5
+#define VERIFY_CONDITION	7
+#define VERIFY_FIXED		15	/* bPINOperation .. bTeoPrologue */
+
+/* PC_to_RDR_Secure modify structure */
+#define MODIFY_OFFSET_OLD	5
+#define MODIFY_OFFSET_NEW	6
+#define MODIFY_MAX_EXTRA	7
+#define MODIFY_CONDITION	10
+#define MODIFY_NUM_MSG		11
+#define MODIFY_FIXED		18	/* with bMsgIndex1 only */
+
+#define PIN_FORMAT_BYTES	0x80
+#define PIN_FORMAT_TYPE		0x03
+#define PIN_CONDITION_MASK	0x07
+
+static int ccid_check_pin_apdu(const u8 *apdu, size_t len, const char **why)
+{
+	if (len < 4) {
+		*why = "abPINApdu shorter than an APDU header";
+		return -EINVAL;
+	}
+	/* Case 1 (the reader inserts Lc) or Lc = 0 / Le only */
+	if (len <= 5)
+		return 0;
+	if (len != 5 + (size_t)apdu[4] && len != 6 + (size_t)apdu[4]) {
+		*why = "abPINApdu length does not match its Lc";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int ccid_check_pin_fields(const u8 *blk, size_t extra_off,
+				 size_t cond_off, const char **why)
+{
+	u8 fmt = blk[PIN_FORMAT];
+
+	if ((fmt & PIN_FORMAT_TYPE) == PIN_FORMAT_TYPE) {
+		*why = "bmFormatString has a reserved PIN format";
+		return -EINVAL;
+	}
+	/* wPINMaxExtraDigit: high byte minimum, low byte maximum */
+	if (blk[extra_off + 1] > blk[extra_off]) {
+		*why = "wPINMaxExtraDigit minimum above maximum";
+		return -EINVAL;
+	}
+	if (!blk[cond_off] || (blk[cond_off] & ~PIN_CONDITION_MASK)) {
+		*why = "bEntryValidationCondition invalid";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * The PIN block, and for modify the insertion offsets, must lie inside
+ * the data of the APDU when the APDU carries data.
+ */
+static int ccid_check_pin_place(const u8 *blk, const u8 *apdu, size_t len,
+				size_t offset, const char **why)
+{
+	size_t size = blk[PIN_BLOCK] & 0x0f;
+	size_t lc;
+
+	if (len <= 5 || !size)
+		return 0;
+	lc = apdu[4];
+	if (offset + size > lc) {
+		*why = "PIN block lies outside the APDU data";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static size_t ccid_pin_offset(u8 fmt)
+{
+	size_t pos = (fmt >> 3) & 0x0f;
+
+	return fmt & PIN_FORMAT_BYTES ? pos : pos / 8;
+}
+
+/**
+ * ccid_check_secure() - validate the abData of a PC_to_RDR_Secure
+ * @blk: bPINOperation followed by the verify or modify structure
+ * @len: bytes at @blk
+ * @pin_support: bPINSupport of the reader
+ * @why: on failure, what is wrong
+ *
+ * Only PIN verification and modification are passed to the reader.
+ *
+ * Return: 0, -EINVAL for a malformed block, or -EOPNOTSUPP for an
+ * operation the reader or the driver does not support.
+ */
+int ccid_check_secure(const u8 *blk, size_t len, u8 pin_support,
+		      const char **why)
+{
+	size_t fixed, off;
+	int ret;
+
+	if (!len) {
+		*why = "empty PIN operation block";
+		return -EINVAL;
+	}
+
+	switch (blk[PIN_OP]) {
+	case CCID_PIN_OP_VERIFY:
+		if (!(pin_support & CCID_PIN_VERIFY)) {
+			*why = "reader has no PIN verification";
+			return -EOPNOTSUPP;
+		}
+		if (len < VERIFY_FIXED) {
+			*why = "verify structure truncated";
+			return -EINVAL;
+		}
+		ret = ccid_check_pin_fields(blk, VERIFY_MAX_EXTRA,
+					    VERIFY_CONDITION, why);
+		if (ret)
+			return ret;
+		ret = ccid_check_pin_apdu(blk + VERIFY_FIXED,
+					  len - VERIFY_FIXED, why);
+		if (ret)
+			return ret;
+		return ccid_check_pin_place(blk, blk + VERIFY_FIXED,
+					    len - VERIFY_FIXED,
+					    ccid_pin_offset(blk[PIN_FORMAT]),
+					    why);
+	case CCID_PIN_OP_MODIFY:
+		if (!(pin_support & CCID_PIN_MODIFY)) {
+			*why = "reader has no PIN modification";
+			return -EOPNOTSUPP;
+		}
+		if (len <= MODIFY_NUM_MSG) {
+			*why = "modify structure truncated";
+			return -EINVAL;
+		}
+		/* bMsgIndex2 and bMsgIndex3 follow bNumberMessage */
+		fixed = MODIFY_FIXED;
+		if (blk[MODIFY_NUM_MSG] == 2)
+			fixed += 1;
+		else if (blk[MODIFY_NUM_MSG] == 3)
+			fixed += 2;
+		if (len < fixed) {
+			*why = "modify structure truncated";
+			return -EINVAL;
+		}
+		ret = ccid_check_pin_fields(blk, MODIFY_MAX_EXTRA,
+					    MODIFY_CONDITION, why);
+		if (ret)
+			return ret;
+		ret = ccid_check_pin_apdu(blk + fixed, len - fixed, why);
+		if (ret)
+			return ret;
+		off = blk[MODIFY_OFFSET_OLD];
+		if (blk[MODIFY_OFFSET_NEW] > off)
+			off = blk[MODIFY_OFFSET_NEW];
+		return ccid_check_pin_place(blk, blk + fixed, len - fixed,
+					    off, why);
+	default:
+		*why = "PIN operation not supported";
+		return -EOPNOTSUPP;
+	}
+}

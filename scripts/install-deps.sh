@@ -1,0 +1,194 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install everything the ccid build, checks and VM tests need on a Debian 12
+# machine, and fetch the guest kernels used by
+# tools/testing/selftests/drivers/usb/ccid/run-vm.
+#
+# Idempotent: when everything is already present it only runs a few dpkg-query
+# and test(1) calls, and apt-get update is run only when something is missing.
+#
+# Results, all under build/ (gitignored):
+#   build/kernel/<ver>/release        kernel release string, e.g. 6.1.0-56-amd64
+#   build/kernel/<ver>/boot/vmlinuz-<release>
+#   build/kernel/<ver>/lib/modules/<release>/  (with modules.dep from depmod)
+#   build/ksrc/                       checkpatch.pl and the kselftest headers
+#                                     from the 6.12 source tree
+# for <ver> in 6.1 and 6.12.  The headers to build against are
+# /usr/src/linux-headers-$(cat build/kernel/<ver>/release); the image is always
+# the exact Debian version of the installed headers, so vermagic matches.
+#
+# Must run as root (CI runs as root).
+
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+export LC_ALL=C
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build="$repo/build"
+
+packages=(
+	qemu-system-x86 busybox-static
+	linux-headers-amd64 linux-headers-6.12-amd64
+	linux-source-6.1 linux-source-6.12
+	libnss3-tools sparse xz-utils cpio kmod gcc make
+)
+
+# Kernel flavours: <ver> <headers metapackage>
+kernels=(
+	"6.1 linux-headers-amd64"
+	"6.12 linux-headers-6.12-amd64"
+)
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+apt_updated=0
+apt_update() {
+	if [ "$apt_updated" = 0 ]; then
+		log "apt-get update"
+		apt-get update -qq
+		apt_updated=1
+	fi
+}
+
+installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+apt_install() {
+	apt_update
+	log "apt-get install $*"
+	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# 1. Debian packages
+# ---------------------------------------------------------------------------
+missing=()
+for p in "${packages[@]}"; do
+	installed "$p" || missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+
+# ---------------------------------------------------------------------------
+# 2. Guest kernel images
+# ---------------------------------------------------------------------------
+
+# Print "<release> <version>" of the headers a metapackage points to, e.g.
+# "6.1.0-56-amd64 6.1.192-2", from the installed metapackage's Depends.
+headers_of() {
+	local dep pkg ver
+
+	dep=$(dpkg-query -W -f='${Depends}' "$1")
+	pkg=${dep%% *}
+	ver=${dep#*(= }
+	ver=${ver%%)*}
+	if [ "${pkg#linux-headers-}" = "$pkg" ] || [ -z "$ver" ]; then
+		die "cannot parse Depends of $1: '$dep'"
+	fi
+	echo "${pkg#linux-headers-} $ver"
+}
+
+# Download the image package matching release $1 at Debian version $2 into
+# the current directory.  Either the unsigned or the signed package will do.
+download_image() {
+	local p
+
+	for p in "linux-image-$1-unsigned" "linux-image-$1"; do
+		if apt-get download -qq "$p=$2" >/dev/null 2>&1; then
+			return 0
+		fi
+	done
+	return 1
+}
+
+fetch_kernel() {
+	local ver=$1 meta=$2 dir="$build/kernel/$1"
+	local release dver tmp deb moddir
+
+	read -r release dver < <(headers_of "$meta")
+	installed "linux-headers-$release" || apt_install "linux-headers-$release"
+
+	if [ "$(cat "$dir/release" 2>/dev/null)" = "$release" ] &&
+	   [ -f "$dir/boot/vmlinuz-$release" ] &&
+	   [ -f "$dir/lib/modules/$release/modules.dep" ]; then
+		return 0
+	fi
+
+	log "fetching kernel image $release ($dver) into ${dir#"$repo"/}"
+	rm -rf "$dir"
+	tmp="$build/kernel/.dl-$ver"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	if ! (cd "$tmp" && download_image "$release" "$dver"); then
+		# Package lists may be stale or the archive may have moved on:
+		# refresh, and if the headers' exact version is gone, upgrade the
+		# headers so that headers and image stay in lock-step.
+		apt_update
+		if ! (cd "$tmp" && download_image "$release" "$dver"); then
+			log "image for $release=$dver is gone; upgrading $meta"
+			apt_install "$meta"
+			read -r release dver < <(headers_of "$meta")
+			installed "linux-headers-$release" ||
+				apt_install "linux-headers-$release"
+			(cd "$tmp" && download_image "$release" "$dver") ||
+				die "cannot download linux-image-$release ($dver)"
+		fi
+	fi
+
+	mkdir -p "$dir"
+	for deb in "$tmp"/*.deb; do
+		dpkg -x "$deb" "$dir"
+	done
+	rm -rf "$tmp"
+
+	# Debian's image packages do not ship modules.dep: depmod runs in their
+	# postinst.  Newer packages install to /usr/lib/modules: link it.
+	if [ ! -d "$dir/lib/modules/$release" ] &&
+	   [ -d "$dir/usr/lib/modules/$release" ]; then
+		mkdir -p "$dir/lib"
+		ln -s ../usr/lib/modules "$dir/lib/modules"
+	fi
+	moddir="$dir/lib/modules/$release"
+	[ -f "$dir/boot/vmlinuz-$release" ] || die "no vmlinuz-$release in image"
+	[ -d "$moddir" ] || die "no lib/modules/$release in image"
+	depmod -b "$dir" "$release"
+
+	echo "$release" >"$dir/release"
+}
+
+for k in "${kernels[@]}"; do
+	# shellcheck disable=SC2086 # split "<ver> <meta>"
+	fetch_kernel $k
+done
+
+# ---------------------------------------------------------------------------
+# 3. A few files from the kernel source tree (checkpatch, kselftest headers)
+# ---------------------------------------------------------------------------
+ksrc_files=(
+	scripts/checkpatch.pl
+	scripts/spelling.txt
+	scripts/const_structs.checkpatch
+	Documentation/dev-tools/checkpatch.rst
+	tools/testing/selftests/kselftest_harness.h
+	tools/testing/selftests/kselftest.h
+)
+ksrc_tar=/usr/src/linux-source-6.12.tar.xz
+ksrc_stamp="$build/ksrc/.source"
+ksrc_id="$(stat -c '%s %Y' "$ksrc_tar") ${ksrc_files[*]}"
+if [ "$(cat "$ksrc_stamp" 2>/dev/null)" != "$ksrc_id" ]; then
+	log "extracting checkpatch and kselftest headers into build/ksrc"
+	rm -rf "$build/ksrc"
+	mkdir -p "$build/ksrc"
+	top=linux-source-6.12
+	tar -xJf "$ksrc_tar" -C "$build/ksrc" --strip-components=1 \
+		"${ksrc_files[@]/#/$top/}"
+	echo "$ksrc_id" >"$ksrc_stamp"
+fi
+
+for k in "${kernels[@]}"; do
+	ver=${k%% *}
+	log "kernel $ver: $(cat "$build/kernel/$ver/release")"
+done
