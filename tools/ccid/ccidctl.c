@@ -224,16 +224,15 @@ static int parse_hex_args(const struct ctx *c, int argc, char **argv,
 	return 0;
 }
 
-#define COMMON_OPTIONS						\
-	{ "device", required_argument, NULL, 'd' },		\
-	{ "slot", required_argument, NULL, 's' },		\
-	{ "timeout", required_argument, NULL, 't' },		\
-	{ "help", no_argument, NULL, 'h' }
-
-static const struct option no_options[] = {
-	COMMON_OPTIONS,
-	{ NULL, 0, NULL, 0 }
+/* Accepted by every command, before or after its name */
+static const struct option common_options[] = {
+	{ "device", required_argument, NULL, 'd' },
+	{ "slot", required_argument, NULL, 's' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "help", no_argument, NULL, 'h' },
 };
+
+#define MAX_OPTIONS	32
 
 /* -d, -s, -t, -h; return -1 when @opt is none of them */
 static int common_option(struct ctx *c, int opt, const char *arg)
@@ -271,20 +270,37 @@ static int bad_option(const struct ctx *c, char **argv)
 typedef int (*option_fn)(struct ctx *c, void *priv, int opt,
 			 const char *arg);
 
+/* @out gets the common options, then @extra (NULL-terminated, or NULL) */
+static void merge_options(struct option *out, const struct option *extra)
+{
+	size_t n = ARRAY_SIZE(common_options);
+
+	memcpy(out, common_options, sizeof(common_options));
+	while (extra && extra->name && n < MAX_OPTIONS)
+		out[n++] = *extra++;
+	memset(&out[n], 0, sizeof(out[n]));
+}
+
 /*
- * Parse the options of a command; @argv[0] is the command name.  On
- * success *@first is the index of the first operand.
+ * Parse the options of a command; @argv[0] is the command name.  @extra
+ * are the command's own options, handed to @fn.  On success *@first is
+ * the index of the first operand.
  */
 static int parse_options(struct ctx *c, int argc, char **argv,
-			 const struct option *longopts, option_fn fn,
+			 const struct option *extra, option_fn fn,
 			 void *priv, int *first)
 {
-	int opt, ret;
+	struct option longopts[MAX_OPTIONS + 1];
+	int opt, idx, ret;
 
+	merge_options(longopts, extra);
 	optind = 0;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":d:s:t:h", longopts,
-				  NULL)) != -1) {
+	for (;;) {
+		idx = -1;
+		opt = getopt_long(argc, argv, ":d:s:t:h", longopts, &idx);
+		if (opt == -1)
+			break;
 		if (opt == '?')
 			return bad_option(c, argv);
 		if (opt == ':')
@@ -294,8 +310,8 @@ static int parse_options(struct ctx *c, int argc, char **argv,
 		if (ret < 0)
 			ret = fn ? fn(c, priv, opt, optarg) : -1;
 		if (ret < 0)
-			return usage_error(c, "unexpected option '%s'",
-					   argv[optind - 1]);
+			return usage_error(c, "option '--%s' is not valid here",
+					   idx >= 0 ? longopts[idx].name : "?");
 		if (ret)
 			return ret;
 	}
@@ -307,7 +323,7 @@ static int no_operands(struct ctx *c, int argc, char **argv)
 {
 	int first, ret;
 
-	ret = parse_options(c, argc, argv, no_options, NULL, NULL, &first);
+	ret = parse_options(c, argc, argv, NULL, NULL, NULL, &first);
 	if (ret)
 		return ret;
 	if (first < argc)
@@ -540,7 +556,6 @@ static int power_on_option(struct ctx *c, void *priv, int opt,
 static int cmd_power_on(struct ctx *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		COMMON_OPTIONS,
 		{ "voltage", required_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -579,6 +594,15 @@ static void print_slot_status(const struct ccid_slot_status *s)
 	printf("clock: %s\n", ccid_clock_name(s->clock_status));
 }
 
+/*
+ * To GetSlotStatus, "no card" and "mute card" are answers, not failures:
+ * ENOMEDIUM, or a failed command whose bError is ICC_MUTE.
+ */
+static bool card_state_answer(int err, const struct ccid_words *w)
+{
+	return err == ENOMEDIUM || (ccid_words_failed(w) && w->error == 0xfe);
+}
+
 static int slot_status(struct ctx *c, int argc, char **argv,
 		       unsigned long req)
 {
@@ -596,12 +620,15 @@ static int slot_status(struct ctx *c, int argc, char **argv,
 	s.slot = c->slot;
 	s.timeout_ms = c->timeout_ms;
 	if (ioctl(c->fd, req, &s)) {
+		int err = errno;
+
 		w.status = s.status;
 		w.error = s.error;
-		/* A mute or absent card is an answer to GetSlotStatus */
-		if (req != CCID_IOC_SLOT_STATUS || !ccid_words_failed(&w) ||
-		    w.error != 0xfe)
-			return fail(c, errno, &w);
+		if (req != CCID_IOC_SLOT_STATUS || !card_state_answer(err, &w))
+			return fail(c, err, &w);
+		if (err == ENOMEDIUM)
+			s.status = (s.status & ~CCID_ICC_STATUS_MASK) |
+				   CCID_ICC_ABSENT;
 	}
 	print_slot_status(&s);
 	return 0;
@@ -692,7 +719,6 @@ static int apdu_option(struct ctx *c, void *priv, int opt, const char *arg)
 static int cmd_apdu(struct ctx *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		COMMON_OPTIONS,
 		{ "auto-get-response", no_argument, NULL, 'g' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -771,25 +797,36 @@ enum {
 	OPT_DUMP,
 };
 
-#define PIN_OPTIONS							\
-	COMMON_OPTIONS,							\
-	{ "apdu", required_argument, NULL, OPT_APDU },			\
-	{ "timeout-secs", required_argument, NULL, OPT_TIMEOUT_SECS },	\
-	{ "format", required_argument, NULL, OPT_FORMAT },		\
-	{ "justify", required_argument, NULL, OPT_JUSTIFY },		\
-	{ "pin-position", required_argument, NULL, OPT_PIN_POSITION },	\
-	{ "pin-block-size", required_argument, NULL, OPT_PIN_BLOCK_SIZE }, \
-	{ "pin-length-size", required_argument, NULL, OPT_PIN_LENGTH_SIZE }, \
-	{ "pin-length-position", required_argument, NULL,		\
-	  OPT_PIN_LENGTH_POSITION },					\
-	{ "pin-length-unit", required_argument, NULL, OPT_PIN_LENGTH_UNIT }, \
-	{ "min", required_argument, NULL, OPT_MIN },			\
-	{ "max", required_argument, NULL, OPT_MAX },			\
-	{ "entry-condition", required_argument, NULL, OPT_ENTRY_CONDITION }, \
-	{ "messages", required_argument, NULL, OPT_MESSAGES },		\
-	{ "lang", required_argument, NULL, OPT_LANG },			\
-	{ "msg-index", required_argument, NULL, OPT_MSG_INDEX },	\
-	{ "dump", no_argument, NULL, OPT_DUMP }
+/* verify-pin and modify-pin; pin_option() refuses the modify ones to verify */
+static const struct option pin_options[] = {
+	{ "apdu", required_argument, NULL, OPT_APDU },
+	{ "timeout-secs", required_argument, NULL, OPT_TIMEOUT_SECS },
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "justify", required_argument, NULL, OPT_JUSTIFY },
+	{ "pin-position", required_argument, NULL, OPT_PIN_POSITION },
+	{ "pin-block-size", required_argument, NULL, OPT_PIN_BLOCK_SIZE },
+	{ "pin-length-size", required_argument, NULL, OPT_PIN_LENGTH_SIZE },
+	{ "pin-length-position", required_argument, NULL,
+	  OPT_PIN_LENGTH_POSITION },
+	{ "pin-length-unit", required_argument, NULL, OPT_PIN_LENGTH_UNIT },
+	{ "min", required_argument, NULL, OPT_MIN },
+	{ "max", required_argument, NULL, OPT_MAX },
+	{ "entry-condition", required_argument, NULL, OPT_ENTRY_CONDITION },
+	{ "messages", required_argument, NULL, OPT_MESSAGES },
+	{ "lang", required_argument, NULL, OPT_LANG },
+	{ "msg-index", required_argument, NULL, OPT_MSG_INDEX },
+	{ "dump", no_argument, NULL, OPT_DUMP },
+	{ "msg-index2", required_argument, NULL, OPT_MSG_INDEX2 },
+	{ "msg-index3", required_argument, NULL, OPT_MSG_INDEX3 },
+	{ "offset-old", required_argument, NULL, OPT_OFFSET_OLD },
+	{ "offset-new", required_argument, NULL, OPT_OFFSET_NEW },
+	{ "confirm", required_argument, NULL, OPT_CONFIRM },
+	{ NULL, 0, NULL, 0 }
+};
+
+static const char * const pin_formats[] = { "binary", "bcd", "ascii" };
+static const char * const pin_justify[] = { "left", "right" };
+static const char * const pin_length_units[] = { "bits", "bytes" };
 
 struct pin_args {
 	struct ccid_pin_opts o;
@@ -797,15 +834,14 @@ struct pin_args {
 	bool dump;
 };
 
-static int pin_word_option(const struct ctx *c, const char *opt,
-			   const char *arg, const char *w0, const char *w1,
-			   const char *w2, uint8_t *val)
+/* *@val is the index of @arg in @words */
+static int word_option(const struct ctx *c, const char *opt, const char *arg,
+		       const char * const *words, size_t n, uint8_t *val)
 {
-	const char *words[] = { w0, w1, w2 };
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(words); i++) {
-		if (words[i] && !strcmp(arg, words[i])) {
+	for (i = 0; i < n; i++) {
+		if (!strcmp(arg, words[i])) {
 			*val = i;
 			return 0;
 		}
@@ -813,14 +849,13 @@ static int pin_word_option(const struct ctx *c, const char *opt,
 	return usage_error(c, "%s: bad value '%s'", opt, arg);
 }
 
-static int pin_flag_option(const struct ctx *c, const char *opt,
-			   const char *arg, const char *w0, const char *w1,
-			   bool *val)
+static int flag_option(const struct ctx *c, const char *opt, const char *arg,
+		       const char * const words[2], bool *val)
 {
 	uint8_t v = 0;
 	int ret;
 
-	ret = pin_word_option(c, opt, arg, w0, w1, NULL, &v);
+	ret = word_option(c, opt, arg, words, 2, &v);
 	if (!ret)
 		*val = v;
 	return ret;
@@ -875,11 +910,11 @@ static int pin_option(struct ctx *c, void *priv, int opt, const char *arg)
 	case OPT_TIMEOUT_SECS:
 		return parse_u8(c, "--timeout-secs", arg, 255, &o->timeout);
 	case OPT_FORMAT:
-		return pin_word_option(c, "--format", arg, "binary", "bcd",
-				       "ascii", &o->format);
+		return word_option(c, "--format", arg, pin_formats,
+				   ARRAY_SIZE(pin_formats), &o->format);
 	case OPT_JUSTIFY:
-		return pin_flag_option(c, "--justify", arg, "left", "right",
-				       &o->right_justify);
+		return flag_option(c, "--justify", arg, pin_justify,
+				   &o->right_justify);
 	case OPT_PIN_POSITION:
 		return parse_u8(c, "--pin-position", arg, 15, &o->pin_position);
 	case OPT_PIN_BLOCK_SIZE:
@@ -890,8 +925,8 @@ static int pin_option(struct ctx *c, void *priv, int opt, const char *arg)
 		return parse_u8(c, "--pin-length-position", arg, 15,
 				&o->len_position);
 	case OPT_PIN_LENGTH_UNIT:
-		return pin_flag_option(c, "--pin-length-unit", arg, "bits",
-				       "bytes", &o->len_in_bytes);
+		return flag_option(c, "--pin-length-unit", arg,
+				   pin_length_units, &o->len_in_bytes);
 	case OPT_MIN:
 		return parse_u8(c, "--min", arg, 255, &o->min_len);
 	case OPT_MAX:
@@ -938,27 +973,14 @@ static int send_secure(struct ctx *c, const uint8_t *blk, size_t len)
 
 static int pin_command(struct ctx *c, int argc, char **argv, bool modify)
 {
-	static const struct option verify_opts[] = {
-		PIN_OPTIONS,
-		{ NULL, 0, NULL, 0 }
-	};
-	static const struct option modify_opts[] = {
-		PIN_OPTIONS,
-		{ "msg-index2", required_argument, NULL, OPT_MSG_INDEX2 },
-		{ "msg-index3", required_argument, NULL, OPT_MSG_INDEX3 },
-		{ "offset-old", required_argument, NULL, OPT_OFFSET_OLD },
-		{ "offset-new", required_argument, NULL, OPT_OFFSET_NEW },
-		{ "confirm", required_argument, NULL, OPT_CONFIRM },
-		{ NULL, 0, NULL, 0 }
-	};
 	struct pin_args p = { .apdu = NULL, .dump = false };
 	uint8_t *blk = NULL;
 	ssize_t len;
 	int first, ret;
 
 	ccid_pin_opts_init(&p.o, modify);
-	ret = parse_options(c, argc, argv, modify ? modify_opts : verify_opts,
-			    pin_option, &p, &first);
+	ret = parse_options(c, argc, argv, pin_options, pin_option, &p,
+			    &first);
 	if (!ret && first < argc)
 		ret = usage_error(c, "unexpected argument '%s'", argv[first]);
 	if (!ret && !p.apdu)
@@ -996,7 +1018,7 @@ static int cmd_secure(struct ctx *c, int argc, char **argv)
 	size_t len;
 	int first, ret;
 
-	ret = parse_options(c, argc, argv, no_options, NULL, NULL, &first);
+	ret = parse_options(c, argc, argv, NULL, NULL, NULL, &first);
 	if (ret)
 		return ret;
 	if (first == argc)
@@ -1018,7 +1040,7 @@ static int cmd_escape(struct ctx *c, int argc, char **argv)
 	size_t len, room, n;
 	int first, ret;
 
-	ret = parse_options(c, argc, argv, no_options, NULL, NULL, &first);
+	ret = parse_options(c, argc, argv, NULL, NULL, NULL, &first);
 	if (ret)
 		return ret;
 	ret = parse_hex_args(c, argc - first, argv + first, &tx, &len);
@@ -1121,7 +1143,7 @@ static int cmd_set_params(struct ctx *c, int argc, char **argv)
 	size_t len;
 	int first, ret;
 
-	ret = parse_options(c, argc, argv, no_options, NULL, NULL, &first);
+	ret = parse_options(c, argc, argv, NULL, NULL, NULL, &first);
 	if (ret)
 		return ret;
 	if (argc - first < 2)
@@ -1180,13 +1202,14 @@ static const struct command *find_command(const char *name)
 /* The options before the command; returns the command's index */
 static int parse_global(struct ctx *c, int argc, char **argv, int *first)
 {
-	static const struct option longopts[] = {
-		COMMON_OPTIONS,
+	static const struct option version[] = {
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct option longopts[MAX_OPTIONS + 1];
 	int opt, ret;
 
+	merge_options(longopts, version);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+:d:s:t:hV", longopts,
 				  NULL)) != -1) {

@@ -110,7 +110,7 @@ struct errno_entry {
 static const struct errno_entry errno_table[] = {
 	{ ENODEV, "ENODEV", "the reader is gone" },
 	{ EINVAL, "EINVAL",
-	  "invalid request (bad slot, nonzero reserved field, bad argument or malformed Secure block)" },
+	  "bad slot, nonzero reserved field, bad argument or malformed Secure block" },
 	{ EMSGSIZE, "EMSGSIZE", "the command is larger than the reader accepts" },
 	{ EOVERFLOW, "EOVERFLOW", "the answer is larger than the receive buffer" },
 	{ EFAULT, "EFAULT", "bad address" },
@@ -397,7 +397,10 @@ void ccid_pin_opts_init(struct ccid_pin_opts *o, bool modify)
 	o->confirm = modify ? 0x03 : 0;
 }
 
-/* bMsgIndex2 is there unless bNumberMessage is 0, bMsgIndex3 from 3 on */
+/*
+ * bMsgIndex2 is present unless bNumberMessage is 0, and bMsgIndex3 when
+ * it is 3 or more (0xff included), as libccid and the driver read it.
+ */
 static size_t pin_msg_indexes(const struct ccid_pin_opts *o)
 {
 	if (!o->modify)
@@ -443,9 +446,9 @@ static uint8_t *put_le16(uint8_t *p, uint16_t v)
  *
  * The block runs from bPINOperation up to and including abPINApdu; it
  * is what CCID_IOC_SECURE takes as tx_buf.  In a modify block,
- * bMsgIndex2 is present unless bNumberMessage is 0 and bMsgIndex3 when
- * bNumberMessage is 3 or more (0xFF, the default, included), as libccid
- * lays it out.  bTeoPrologue is zero.
+ * bMsgIndex2 is present unless bNumberMessage is 0, and bMsgIndex3 only
+ * when bNumberMessage is 3, as the CCID specification says (libccid
+ * also sends bMsgIndex3 for 0xFF).  bTeoPrologue is zero.
  *
  * Return: the block length, -EINVAL for an option that does not fit its
  * field, a minimum length above the maximum or an APDU shorter than 4

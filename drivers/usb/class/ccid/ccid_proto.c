@@ -423,12 +423,13 @@ int ccid_check_secure(const u8 *blk, size_t len, u8 pin_support,
 			*why = "modify structure truncated";
 			return -EINVAL;
 		}
-		/* bMsgIndex2 and bMsgIndex3 follow bNumberMessage */
-		fixed = MODIFY_FIXED;
-		if (blk[MODIFY_NUM_MSG] == 2)
-			fixed += 1;
-		else if (blk[MODIFY_NUM_MSG] == 3)
-			fixed += 2;
+		/*
+		 * bMsgIndex2 is there unless bNumberMessage is 0, bMsgIndex3
+		 * when it is 3 or more (0xff, the reader's default, included),
+		 * as libccid builds the block.
+		 */
+		fixed = MODIFY_FIXED + (blk[MODIFY_NUM_MSG] != 0) +
+			(blk[MODIFY_NUM_MSG] >= 3);
 		if (len < fixed) {
 			*why = "modify structure truncated";
 			return -EINVAL;
