@@ -15,12 +15,15 @@
 
 #include "ccid_proto.h"
 
-/* Default timeouts; a caller's timeout_ms replaces them */
+/* Default timeouts; a caller's timeout_ms replaces them (Secure: see below) */
 #define CCID_TIMEOUT_CTRL_MS	5000	/* status, power off, parameters */
 #define CCID_TIMEOUT_XFR_MS	10000	/* power on, XfrBlock, Escape */
 #define CCID_TIMEOUT_SECURE_MS	90000	/* at least this, or bTimeOut + 10 s */
 #define CCID_SECURE_SLACK_MS	10000
-/* Time extensions may stretch a command up to this long in total */
+/*
+ * Time extensions may stretch the wait for an answer up to this long
+ * (or the command's own timeout, if longer) after the command was sent
+ */
 #define CCID_TIME_EXT_LIMIT_MS	300000
 /* Bulk-OUT of one command, and each step of an abort */
 #define CCID_OUT_TIMEOUT_MS	5000
@@ -131,6 +134,7 @@ void ccid_delete(struct kref *kref);
 int ccid_alloc_io(struct ccid_dev *dev);
 void ccid_free_io(struct ccid_dev *dev);
 int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd);
+int ccid_bad_answer(struct ccid_dev *dev, u8 slot, const char *why);
 int ccid_cancel(struct ccid_dev *dev, u8 slot);
 long ccid_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 

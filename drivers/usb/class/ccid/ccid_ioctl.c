@@ -135,10 +135,7 @@ static long ccid_ioctl_power_on(struct ccid_dev *dev, void __user *argp)
 	memset(p.atr, 0, sizeof(p.atr));
 	ret = ccid_rsp_errno(&cmd.rsp);
 	if (!ret && cmd.rsp.len > sizeof(p.atr)) {
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "slot %u: ATR of %u bytes\n", p.slot,
-				     cmd.rsp.len);
-		ret = -EPROTO;
+		ret = ccid_bad_answer(dev, p.slot, "ATR too long");
 	} else if (!ret) {
 		p.atr_len = cmd.rsp.len;
 		memcpy(p.atr, cmd.data, cmd.rsp.len);
@@ -200,6 +197,8 @@ static int ccid_check_xfer(struct ccid_dev *dev, unsigned int ioc,
 {
 	int ret;
 
+	if (ioc == CCID_IOC_ESCAPE && !capable(CAP_SYS_ADMIN))
+		return -EPERM;
 	ret = ccid_check_slot(dev, x->slot) ?:
 	      ccid_check_reserved(dev, &x->reserved0, sizeof(x->reserved0)) ?:
 	      ccid_check_reserved(dev, x->reserved, sizeof(x->reserved));
@@ -209,13 +208,9 @@ static int ccid_check_xfer(struct ccid_dev *dev, unsigned int ioc,
 		ccid_bad_arg(dev, "command longer than the reader takes");
 		return -EMSGSIZE;
 	}
-	if (ioc == CCID_IOC_ESCAPE) {
-		if (!capable(CAP_SYS_ADMIN))
-			return -EPERM;
-		if (x->bwi || x->level) {
-			ccid_bad_arg(dev, "escape with bBWI or wLevelParameter");
-			return -EINVAL;
-		}
+	if (ioc == CCID_IOC_ESCAPE && (x->bwi || x->level)) {
+		ccid_bad_arg(dev, "escape with bBWI or wLevelParameter");
+		return -EINVAL;
 	}
 	if (ioc == CCID_IOC_SECURE && !x->tx_len) {
 		ccid_bad_arg(dev, "empty PIN operation block");
@@ -356,10 +351,8 @@ static long ccid_ioctl_params(struct ccid_dev *dev, unsigned int ioc,
 	memset(pr.data, 0, sizeof(pr.data));
 	ret = ccid_rsp_errno(&cmd.rsp);
 	if (cmd.rsp.len > sizeof(pr.data)) {
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "slot %u: parameters of %u bytes\n",
-				     pr.slot, cmd.rsp.len);
-		ret = ret ?: -EPROTO;
+		ret = ccid_bad_answer(dev, pr.slot,
+				      "protocol data structure too long");
 	} else {
 		pr.len = cmd.rsp.len;
 		memcpy(pr.data, cmd.data, cmd.rsp.len);

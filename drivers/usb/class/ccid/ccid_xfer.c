@@ -182,30 +182,51 @@ static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 
 	ccid_build_hdr(dev->out_buf, CCID_PC_ABORT, 0, slot, seq, 0, 0, 0);
 	ret = ccid_send(dev, CCID_HDR_SIZE);
-	if (ret)
-		return ret;
 
-	for (i = 0; i < CCID_MAX_STALE; i++) {
+	for (i = 0; !ret && i < CCID_MAX_STALE; i++) {
 		ret = ccid_recv(dev, step, false, &actual);
-		if (ret)
-			return ret;
 		/* Anything but the SlotStatus for this bSeq is dropped. */
-		if (ccid_check_rsp(dev->in_buf, actual, CCID_PC_ABORT, slot,
-				   seq, &rsp, &why) == CCID_RSP_MATCH)
+		if (!ret && ccid_check_rsp(dev->in_buf, actual, CCID_PC_ABORT,
+					   slot, seq, &rsp, &why) ==
+			    CCID_RSP_MATCH)
 			return 0;
 	}
-	return -EPROTO;
+	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+		return -ENODEV;
+	return ret ?: -EPROTO;
 }
 
-/* Give up the command with @seq: abort it in the reader, say so once. */
-static void ccid_give_up(struct ccid_dev *dev, u8 slot, u8 seq, int why)
+/*
+ * Give up the command with @seq: abort it in the reader, say so once.
+ * Return: @why, or -ENODEV when the reader went away meanwhile.
+ */
+static int ccid_give_up(struct ccid_dev *dev, u8 slot, u8 seq, int why)
 {
 	int ret = ccid_abort_cmd(dev, slot, seq);
 
-	if (ret && ret != -ENODEV)
+	if (ret == -ENODEV)
+		return ret;
+	if (ret)
 		dev_warn_ratelimited(&dev->intf->dev,
 				     "slot %u: abort after %d failed: %d\n",
 				     slot, why, ret);
+	return why;
+}
+
+/**
+ * ccid_bad_answer() - count and report an answer the driver cannot use
+ * @dev: the reader
+ * @slot: the slot the command was for
+ * @why: what is wrong with it
+ *
+ * Return: -EPROTO
+ */
+int ccid_bad_answer(struct ccid_dev *dev, u8 slot, const char *why)
+{
+	atomic_inc(&dev->stats.protocol_errors);
+	dev_warn_ratelimited(&dev->intf->dev, "slot %u: bad answer: %s\n",
+			     slot, why);
+	return -EPROTO;
 }
 
 static void ccid_set_busy(struct ccid_dev *dev, int slot)
@@ -246,32 +267,41 @@ static int ccid_timed_out(struct ccid_dev *dev, const struct ccid_cmd *cmd,
 	atomic_inc(&dev->stats.timeouts);
 	dev_warn_ratelimited(&dev->intf->dev, "slot %u: command 0x%02x: %s\n",
 			     cmd->slot, cmd->type, what);
-	ccid_give_up(dev, cmd->slot, seq, -ETIMEDOUT);
-	return -ETIMEDOUT;
+	return ccid_give_up(dev, cmd->slot, seq, -ETIMEDOUT);
 }
 
+/*
+ * Read bulk-IN until the answer to the command with @seq arrives.  Stale
+ * answers do not extend the wait; a time extension restarts it with the
+ * timeout multiplied by bError, but never past max(timeout,
+ * CCID_TIME_EXT_LIMIT_MS) after the command was sent.
+ */
 static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			    u8 seq)
 {
 	unsigned long base = msecs_to_jiffies(cmd->timeout_ms);
-	unsigned long deadline, timeout = base;
-	struct device *d = &dev->intf->dev;
-	unsigned int stale = 0;
+	unsigned long now = jiffies, wait_end, hard_end;
+	unsigned int stale = 0, extensions = 0;
 	enum ccid_rsp_verdict v;
 	const char *why;
 	size_t actual;
 	int ret;
 
-	deadline = jiffies + max(base, msecs_to_jiffies(CCID_TIME_EXT_LIMIT_MS));
+	wait_end = now + base;
+	hard_end = now + max(base, msecs_to_jiffies(CCID_TIME_EXT_LIMIT_MS));
 
 	for (;;) {
-		ret = ccid_recv(dev, timeout, true, &actual);
+		now = jiffies;
+		if (time_after_eq(now, wait_end))
+			ret = -ETIMEDOUT;
+		else
+			ret = ccid_recv(dev, wait_end - now, true, &actual);
 		if (ret == -ETIMEDOUT)
-			return ccid_timed_out(dev, cmd, seq, "no answer");
-		if (ret == -EINTR || ret == -ECANCELED) {
-			ccid_give_up(dev, cmd->slot, seq, ret);
-			return ret;
-		}
+			return ccid_timed_out(dev, cmd, seq, extensions ?
+					      "time extensions past the limit" :
+					      "no answer");
+		if (ret == -EINTR || ret == -ECANCELED)
+			return ccid_give_up(dev, cmd->slot, seq, ret);
 		if (ret)
 			return ccid_usb_error(dev, dev->in_pipe, ret);
 
@@ -289,7 +319,8 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			return 0;
 		case CCID_RSP_STALE:
 			atomic_inc(&dev->stats.stale_frames);
-			dev_dbg_ratelimited(d, "dropped answer to bSeq %u\n",
+			dev_dbg_ratelimited(&dev->intf->dev,
+					    "dropped answer to bSeq %u\n",
 					    cmd->rsp.seq);
 			if (++stale < CCID_MAX_STALE)
 				continue;
@@ -297,22 +328,19 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			break;
 		case CCID_RSP_TIME_EXT:
 			atomic_inc(&dev->stats.time_extensions);
+			extensions++;
 			/* bError multiplies the timeout; 0 and 0xff keep it */
-			if (cmd->rsp.error && cmd->rsp.error != 0xff)
-				timeout = base * cmd->rsp.error;
-			if (time_after_eq(jiffies, deadline))
-				return ccid_timed_out(dev, cmd, seq,
-						      "time extensions past the limit");
-			timeout = min(timeout, deadline - jiffies);
+			wait_end = jiffies + base *
+				(cmd->rsp.error && cmd->rsp.error != 0xff ?
+				 cmd->rsp.error : 1);
+			if (time_after(wait_end, hard_end))
+				wait_end = hard_end;
 			continue;
 		case CCID_RSP_BAD:
 			break;
 		}
 
-		atomic_inc(&dev->stats.protocol_errors);
-		dev_warn_ratelimited(d, "slot %u: bad answer: %s\n",
-				     cmd->slot, why);
-		return -EPROTO;
+		return ccid_bad_answer(dev, cmd->slot, why);
 	}
 }
 

@@ -13,7 +13,8 @@
  *  - every field named reserved* must be zero on input, otherwise the
  *    call fails with -EINVAL;
  *  - timeout_ms == 0 selects the driver's default timeout for the
- *    command; larger values are capped at CCID_MAX_TIMEOUT_MS;
+ *    command; larger values are capped at CCID_MAX_TIMEOUT_MS; a Secure
+ *    command waits at least 90 s, or bTimeOut + 10 s if that is longer;
  *  - the out fields (status, error, ...) are written back even when the
  *    call fails after the reader answered, so that a daemon can see the
  *    reader's words next to the errno.
@@ -27,7 +28,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* Documented in Documentation/userspace-api/ioctl/ioctl-number.rst */
+/* See Documentation/userspace-api/ioctl/ioctl-number-ccid.rst */
 #define CCID_IOC_MAGIC			0xC1
 
 #define CCID_MAX_ATR_SIZE		64

@@ -1,0 +1,131 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make check: the quality gates and every test, as one TAP stream that
+# ends with "N passed, N failed, N skipped".  Exits non-zero on any
+# failure, and on any skip when CI is set (a test that could not run is
+# not a pass).
+
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+st=tools/testing/selftests/drivers/usb/ccid
+logdir=$top/build/check
+rm -rf "$logdir"
+mkdir -p "$logdir"
+
+n=0 pass=0 fail=0 skip=0
+
+tap() {	# tap ok|fail|skip NAME [REASON]
+	n=$((n + 1))
+	case $1 in
+	ok)	pass=$((pass + 1)); echo "ok $n - $2" ;;
+	skip)	skip=$((skip + 1)); echo "ok $n - $2 # SKIP ${3:-}" ;;
+	*)	fail=$((fail + 1)); echo "not ok $n - $2${3:+ # $3}" ;;
+	esac
+}
+
+# step NAME CMD...: one test, passing when CMD exits 0; output to a log
+step() {
+	local name=$1 log
+	shift
+	log=$logdir/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log
+	if "$@" >"$log" 2>&1; then
+		tap ok "$name"
+	else
+		tap fail "$name" "see $log"
+		sed 's/^/#   /' "$log" | tail -n 40
+	fi
+}
+
+# ksft NAME CMD...: run a kselftest binary (or run-vm around one) and
+# fold each of its test cases into the stream.
+ksft() {
+	local name=$1 log rc line
+	shift
+	log=$logdir/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log
+	"$@" >"$log" 2>&1
+	rc=$?
+	local cases=0
+	while IFS= read -r line; do
+		case $line in
+		"ok "*"# SKIP"*)
+			tap skip "$name: $(echo "${line%%#*}" | cut -d' ' -f3-)" \
+				"${line#*# SKIP}"
+			cases=$((cases + 1)) ;;
+		"ok "*)
+			tap ok "$name: $(echo "$line" | cut -d' ' -f3-)"
+			cases=$((cases + 1)) ;;
+		"not ok "*)
+			tap fail "$name: $(echo "${line%%#*}" | cut -d' ' -f4-)" \
+				"see $log"
+			cases=$((cases + 1)) ;;
+		esac
+	done < "$log"
+	if [ "$cases" -eq 0 ] || [ "$rc" -ne 0 ]; then
+		# No verdicts, or the runner itself failed (guest oops, ...)
+		if [ "$rc" -eq 4 ] && [ "$cases" -eq 0 ]; then
+			tap skip "$name" "$(tail -n 1 "$log")"
+		elif [ "$rc" -ne 0 ] || [ "$cases" -eq 0 ]; then
+			tap fail "$name (exit $rc)" "see $log"
+			grep -v '^ok ' "$log" | sed 's/^/#   /' | tail -n 40
+		fi
+	fi
+}
+
+# Zero warnings from W=1 and sparse (C=2)
+module_gate() {
+	make --no-print-directory "module-$1" || return 1
+	if grep -E ': (warning|error):|^WARNING:' "build/$1/build.log" | grep -v 'Skipping BTF'; then
+		return 1
+	fi
+}
+
+# checkpatch --strict.  The ignores, and why:
+#  CAMELCASE: USB core names (bcdDevice, bInterfaceClass, ...) that
+#    --no-tree checkpatch cannot tell from our own identifiers.
+#  MACRO_ARG_REUSE: CCID_COUNTER_ATTR() pastes its argument into names
+#    (the attribute, its struct and the counter); it is never evaluated.
+checkpatch() {
+	perl build/ksrc/scripts/checkpatch.pl --no-tree --strict --terse \
+		--ignore CAMELCASE,MACRO_ARG_REUSE --show-types -f \
+		drivers/usb/class/ccid/*.[ch] \
+		include/uapi/linux/usb/ccid_reader.h | tee /dev/stderr |
+		grep -qE '^[^:]+:[0-9]+: (ERROR|WARNING|CHECK)' && return 1
+	return 0
+}
+
+# The UAPI header compiles on its own as C90, as usr/include/Makefile
+# demands, and has the same layout for 32- and 64-bit userspace.
+uapi_gate() {
+	gcc -std=c90 -Wall -Werror -pedantic -fsyntax-only -I include/uapi \
+		-x c - <<<'#include <linux/usb/ccid_reader.h>' || return 1
+	make --no-print-directory -C "$st" uapi_layout >/dev/null || return 1
+	"$st/uapi_layout64" > "$logdir/layout64.txt" || return 1
+	"$st/uapi_layout32" > "$logdir/layout32.txt" || return 1
+	diff -u "$logdir/layout64.txt" "$logdir/layout32.txt"
+}
+
+echo "TAP version 13"
+step "build: ccid.ko for 6.1, W=1 C=2, no warnings" module_gate 6.1
+step "build: ccid.ko for 6.12, W=1 C=2, no warnings" module_gate 6.12
+step "checkpatch --strict" checkpatch
+step "uapi: C90 standalone, same layout on 32 and 64 bit" uapi_gate
+step "build: tools (ccidctl)" make --no-print-directory tools
+step "build: selftests" make --no-print-directory selftests
+
+ksft "proto (host)" "$st/proto_test"
+ksft "ccidctl (host)" "$st/ccidctl_test.sh"
+for k in 6.1 6.12; do
+	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \
+		"$top/$st/ccid_test"
+done
+
+echo "1..$n"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ] || exit 1
+if [ "$skip" -ne 0 ] && [ -n "${CI:-}" ]; then
+	echo "# skips are failures in CI" >&2
+	exit 1
+fi
+exit 0
