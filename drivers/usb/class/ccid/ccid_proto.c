@@ -184,6 +184,8 @@ u8 ccid_rsp_type_for(u8 cmd_type)
 		return CCID_RDR_PARAMS;
 	case CCID_PC_ESCAPE:
 		return CCID_RDR_ESCAPE;
+	case CCID_PC_SET_DATA_RATE:
+		return CCID_RDR_DATA_RATE;
 	default:
 		return CCID_RDR_SLOT_STATUS;
 	}
@@ -301,7 +303,6 @@ int ccid_rsp_errno(const struct ccid_rsp *rsp)
 #define MODIFY_NUM_MSG		11
 #define MODIFY_FIXED		18	/* with bMsgIndex1 only */
 
-#define PIN_FORMAT_BYTES	0x80
 #define PIN_FORMAT_TYPE		0x03
 #define PIN_CONDITION_MASK	0x07
 
@@ -343,30 +344,23 @@ static int ccid_check_pin_fields(const u8 *blk, size_t extra_off,
 }
 
 /*
- * The PIN block, and for modify the insertion offsets, must lie inside
- * the data of the APDU when the APDU carries data.
+ * When the APDU carries data, the PIN block must fit in it: for verify
+ * the block starts at the first data byte (the PIN position of
+ * bmFormatString lies inside the block), for modify at the insertion
+ * offsets.
  */
 static int ccid_check_pin_place(const u8 *blk, const u8 *apdu, size_t len,
 				size_t offset, const char **why)
 {
 	size_t size = blk[PIN_BLOCK] & 0x0f;
-	size_t lc;
 
 	if (len <= 5 || !size)
 		return 0;
-	lc = apdu[4];
-	if (offset + size > lc) {
+	if (offset + size > apdu[4]) {
 		*why = "PIN block lies outside the APDU data";
 		return -EINVAL;
 	}
 	return 0;
-}
-
-static size_t ccid_pin_offset(u8 fmt)
-{
-	size_t pos = (fmt >> 3) & 0x0f;
-
-	return fmt & PIN_FORMAT_BYTES ? pos : pos / 8;
 }
 
 /**
@@ -411,9 +405,7 @@ int ccid_check_secure(const u8 *blk, size_t len, u8 pin_support,
 		if (ret)
 			return ret;
 		return ccid_check_pin_place(blk, blk + VERIFY_FIXED,
-					    len - VERIFY_FIXED,
-					    ccid_pin_offset(blk[PIN_FORMAT]),
-					    why);
+					    len - VERIFY_FIXED, 0, why);
 	case CCID_PIN_OP_MODIFY:
 		if (!(pin_support & CCID_PIN_MODIFY)) {
 			*why = "reader has no PIN modification";

@@ -40,12 +40,14 @@
 #define CCID_PC_RESET_PARAMS		0x6d
 #define CCID_PC_XFR_BLOCK		0x6f
 #define CCID_PC_ABORT			0x72
+#define CCID_PC_SET_DATA_RATE		0x73
 
 /* RDR_to_PC message types */
 #define CCID_RDR_DATA_BLOCK		0x80
 #define CCID_RDR_SLOT_STATUS		0x81
 #define CCID_RDR_PARAMS			0x82
 #define CCID_RDR_ESCAPE			0x83
+#define CCID_RDR_DATA_RATE		0x84
 
 /* Interrupt-IN messages */
 #define CCID_RDR_NOTIFY_SLOT_CHANGE	0x50

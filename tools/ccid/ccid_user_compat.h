@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The kernel types and errno values that ccid_proto.c uses, so that it
+ * builds unchanged in userspace for the unit tests and fuzzers.
+ */
+#ifndef _CCID_USER_COMPAT_H
+#define _CCID_USER_COMPAT_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+
+#endif /* _CCID_USER_COMPAT_H */

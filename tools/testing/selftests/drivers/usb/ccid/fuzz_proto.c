@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libFuzzer target for the CCID wire format code,
+ * drivers/usb/class/ccid/ccid_proto.c.
+ *
+ * The first input byte picks the parser (bits 1..0) and some of its
+ * parameters (bits 7..2); the rest of the input is what the parser reads.
+ * libFuzzer hands over an exact-size heap copy of the input, so the rest
+ * ends where the allocation ends and ASan sees any read past it.  Beyond
+ * memory safety, the results are checked against what the CCID
+ * specification allows; a violation aborts.
+ *
+ * Build and run (not part of make check):
+ *
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
+ *	-I tools/ccid -I include/uapi -I drivers/usb/class/ccid \
+ *	tools/testing/selftests/drivers/usb/ccid/fuzz_proto.c \
+ *	drivers/usb/class/ccid/ccid_proto.c -o fuzz_proto
+ *   ./fuzz_proto -max_total_time=20 [corpus-dir]
+ *
+ * Built with -DCCID_FUZZ_MAIN instead of -fsanitize=fuzzer (gcc will do),
+ * it runs each file named on its command line once, to replay a crash.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ccid_proto.h"
+
+#define CHECK(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s does not hold\n",		\
+			__FILE__, __LINE__, #cond);			\
+		abort();						\
+	}								\
+} while (0)
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+enum {
+	SEL_DESC,
+	SEL_RSP,
+	SEL_SECURE,
+	SEL_MISC,
+};
+
+/* Every PC_to_RDR type, and the bMessageType of its answer */
+static const u8 commands[][2] = {
+	{ 0x62, 0x80 }, { 0x6f, 0x80 }, { 0x69, 0x80 },
+	{ 0x63, 0x81 }, { 0x65, 0x81 }, { 0x6e, 0x81 }, { 0x6a, 0x81 },
+	{ 0x71, 0x81 }, { 0x72, 0x81 },
+	{ 0x6c, 0x82 }, { 0x6d, 0x82 }, { 0x61, 0x82 },
+	{ 0x6b, 0x83 },
+};
+
+static u32 le16(const u8 *p)
+{
+	return p[0] + 256u * p[1];
+}
+
+static u32 le32(const u8 *p)
+{
+	return le16(p) + 65536u * le16(p + 2);
+}
+
+static void fuzz_desc(const u8 *in, size_t len)
+{
+	struct ccid_class_desc d;
+	const char *why = NULL;
+	int ret;
+
+	ret = ccid_parse_class_desc(in, len, &d, &why);
+	if (ret) {
+		CHECK(ret == -EINVAL && why);
+		return;
+	}
+	CHECK(len >= 54 && in[0] == 54 && in[1] == 0x21);
+	CHECK(d.max_slot_index < 16);
+	CHECK(d.voltage_support && !(d.voltage_support & ~7));
+	CHECK(d.protocols & 3);
+	CHECK(ccid_exchange_level(d.features) >= 0);
+	CHECK(d.max_msg_len > 10);
+	CHECK(d.bcd_ccid == le16(in + 2));
+	CHECK(d.default_clock == le32(in + 10));
+	CHECK(d.max_data_rate == le32(in + 23));
+	CHECK(d.features == le32(in + 40));
+	CHECK(d.max_msg_len == le32(in + 44));
+	CHECK(d.lcd_layout == le16(in + 50));
+	CHECK(d.max_busy_slots == in[53]);
+}
+
+static void fuzz_rsp(u8 sel, const u8 *in, size_t len)
+{
+	struct ccid_rsp rsp;
+	const char *why = NULL;
+	u8 cmd, slot, seq;
+	int v, ret;
+
+	/*
+	 * Three bytes of cmd, slot and seq first.  Bit 3: cmd is one of the
+	 * known commands; bit 2: slot and seq are the frame's own.
+	 */
+	if (len < 3)
+		return;
+	cmd = in[0];
+	if (sel & 0x08) {
+		const u8 *c = commands[in[0] % ARRAY_SIZE(commands)];
+
+		cmd = c[0];
+		CHECK(ccid_rsp_type_for(cmd) == c[1]);
+	}
+	slot = in[1];
+	seq = in[2];
+	in += 3;
+	len -= 3;
+	if ((sel & 0x04) && len >= 10) {
+		slot = in[5];
+		seq = in[6];
+	}
+
+	memset(&rsp, 0, sizeof(rsp));
+	v = ccid_check_rsp(in, len, cmd, slot, seq, &rsp, &why);
+	CHECK(v == CCID_RSP_MATCH || v == CCID_RSP_STALE ||
+	      v == CCID_RSP_TIME_EXT || v == CCID_RSP_BAD);
+	if (len < 10)
+		CHECK(v == CCID_RSP_BAD);
+	if (v == CCID_RSP_BAD) {
+		CHECK(why);
+		return;
+	}
+	CHECK(rsp.len == len - 10 && rsp.len == le32(in + 1));
+	CHECK(rsp.type == in[0] && rsp.status == in[7] &&
+	      rsp.error == in[8] && rsp.param == in[9]);
+	if (v == CCID_RSP_STALE) {
+		CHECK(rsp.slot != slot || rsp.seq != seq);
+		return;
+	}
+	CHECK(rsp.slot == slot && rsp.seq == seq);
+	CHECK(rsp.type == ccid_rsp_type_for(cmd));
+	if (v == CCID_RSP_TIME_EXT) {
+		CHECK((rsp.status & 0xc0) == 0x80);
+		return;
+	}
+	CHECK(!(rsp.status & 0x80));
+	ret = ccid_rsp_errno(&rsp);
+	if (!(rsp.status & 0x40))
+		CHECK(ret == 0);
+	else
+		CHECK(ret == -EINVAL || ret == -EOPNOTSUPP ||
+		      ret == -ENOMEDIUM || ret == -ECANCELED ||
+		      ret == -ETIME || ret == -EPROTONOSUPPORT ||
+		      ret == -EBUSY || ret == -EIO);
+}
+
+static void fuzz_secure(u8 sel, const u8 *in, size_t len)
+{
+	u8 pin_support = (sel >> 2) & 3;
+	const char *why = NULL;
+	int ret;
+
+	ret = ccid_check_secure(in, len, pin_support, &why);
+	if (ret) {
+		CHECK((ret == -EINVAL || ret == -EOPNOTSUPP) && why);
+		if (len && in[0] > 1)
+			CHECK(ret == -EOPNOTSUPP);
+		return;
+	}
+	CHECK(len && in[0] <= 1);
+	CHECK((in[2] & 3) != 3);
+	if (in[0] == 0) {
+		/* verify: 15 bytes, then at least an APDU header */
+		CHECK(pin_support & 1);
+		CHECK(len >= 19);
+		CHECK(in[6] <= in[5]);
+		CHECK(in[7] && !(in[7] & ~7));
+	} else {
+		/* modify: 18 to 20 bytes, then at least an APDU header */
+		CHECK(pin_support & 2);
+		CHECK(len >= 22u + (in[11] != 0) + (in[11] >= 3));
+		CHECK(in[8] <= in[7]);
+		CHECK(in[10] && !(in[10] & ~7));
+	}
+}
+
+static void fuzz_misc(const u8 *in, size_t len)
+{
+	static const char * const names[] = {
+		"character", "tpdu", "short_apdu", "extended_apdu",
+	};
+	struct ccid_rsp rsp = {};
+	u8 hdr[10 + 1];
+	int level, ret;
+	u32 f;
+
+	if (len < 10)
+		return;
+
+	f = le32(in);
+	level = ccid_exchange_level(f);
+	if (level < 0) {
+		CHECK(level == -EINVAL);
+		CHECK(!strcmp(ccid_exchange_level_name(f), "invalid"));
+	} else {
+		CHECK(level <= 3);
+		CHECK(!strcmp(ccid_exchange_level_name(f), names[level]));
+	}
+
+	rsp.status = in[4];
+	rsp.error = in[5];
+	ret = ccid_rsp_errno(&rsp);
+	CHECK(!ret == ((in[4] & 0xc0) != 0x40));
+
+	hdr[10] = 0xa5;
+	ccid_build_hdr(hdr, in[0], le32(in + 1), in[5], in[6],
+		       in[7], in[8], in[9]);
+	CHECK(!memcmp(hdr, in, 10));
+	CHECK(hdr[10] == 0xa5);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	u8 sel;
+
+	if (!size)
+		return 0;
+	sel = data[0];
+	data++;
+	size--;
+
+	switch (sel & 3) {
+	case SEL_DESC:
+		fuzz_desc(data, size);
+		break;
+	case SEL_RSP:
+		fuzz_rsp(sel, data, size);
+		break;
+	case SEL_SECURE:
+		fuzz_secure(sel, data, size);
+		break;
+	case SEL_MISC:
+		fuzz_misc(data, size);
+		break;
+	}
+	return 0;
+}
+
+#ifdef CCID_FUZZ_MAIN
+int main(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		static u8 buf[1 << 20];
+		FILE *f = fopen(argv[i], "rb");
+		size_t n;
+		u8 *in;
+
+		if (!f) {
+			perror(argv[i]);
+			return 1;
+		}
+		n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		/* An exact-size copy, as libFuzzer makes */
+		in = malloc(n ? n : 1);
+		if (!in)
+			return 1;
+		memcpy(in, buf, n);
+		LLVMFuzzerTestOneInput(in, n);
+		free(in);
+		printf("%s: ok\n", argv[i]);
+	}
+	return 0;
+}
+#endif
