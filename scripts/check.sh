@@ -41,7 +41,7 @@ step() {
 # ksft NAME CMD...: run a kselftest binary (or run-vm around one) and
 # fold each of its test cases into the stream.
 ksft() {
-	local name=$1 log rc line
+	local name=$1 log rc line desc
 	shift
 	log=$logdir/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log
 	"$@" >"$log" 2>&1
@@ -50,15 +50,16 @@ ksft() {
 	while IFS= read -r line; do
 		case $line in
 		"ok "*"# SKIP"*)
-			tap skip "$name: $(echo "${line%%#*}" | cut -d' ' -f3-)" \
-				"${line#*# SKIP}"
+			desc=$(echo "${line%%#*}" | cut -d' ' -f3-)
+			tap skip "$name: ${desc#- }" "${line#*# SKIP}"
 			cases=$((cases + 1)) ;;
 		"ok "*)
-			tap ok "$name: $(echo "$line" | cut -d' ' -f3-)"
+			desc=$(echo "$line" | cut -d' ' -f3-)
+			tap ok "$name: ${desc#- }"
 			cases=$((cases + 1)) ;;
 		"not ok "*)
-			tap fail "$name: $(echo "${line%%#*}" | cut -d' ' -f4-)" \
-				"see $log"
+			desc=$(echo "${line%%#*}" | cut -d' ' -f4-)
+			tap fail "$name: ${desc#- }" "see $log"
 			cases=$((cases + 1)) ;;
 		esac
 	done < "$log"
@@ -118,7 +119,7 @@ ksft "proto (host)" "$st/proto_test"
 ksft "ccidctl (host)" "$st/ccidctl_test.sh"
 for k in 6.1 6.12; do
 	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \
-		"$top/$st/ccid_test"
+		"$top/$st/vm_suite.sh"
 done
 
 echo "1..$n"

@@ -202,7 +202,8 @@ u8 ccid_rsp_type_for(u8 cmd_type)
  * @why: for CCID_RSP_BAD, what is wrong
  *
  * A frame for another bSeq or bSlot is an answer to an earlier command
- * that gave up waiting; it is reported as stale whatever its type.
+ * that gave up waiting; it is reported as stale whatever its type.  A
+ * failed SlotStatus answers any command.
  *
  * Return: the verdict.
  */
@@ -229,7 +230,14 @@ enum ccid_rsp_verdict ccid_check_rsp(const u8 *buf, size_t actual,
 	}
 	if (rsp->seq != seq || rsp->slot != slot)
 		return CCID_RSP_STALE;
-	if (rsp->type != ccid_rsp_type_for(cmd_type)) {
+	/*
+	 * Some readers (QEMU's usb-ccid among them) refuse any command with
+	 * a failed SlotStatus rather than the answer type the command
+	 * expects; the failure is still the answer.
+	 */
+	if (rsp->type != ccid_rsp_type_for(cmd_type) &&
+	    !(rsp->type == CCID_RDR_SLOT_STATUS &&
+	      (rsp->status & CCID_CMD_STATUS_MASK) == CCID_CMD_STATUS_FAILED)) {
 		*why = "wrong message type";
 		return CCID_RSP_BAD;
 	}

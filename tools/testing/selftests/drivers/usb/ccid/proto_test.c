@@ -771,6 +771,17 @@ TEST(rsp_wrong_type)
 	n = rsp_frame(buf, 0x50, 0, 0, 1, 0, 0, 0, NULL, 0);
 	EXPECT_EQ(CCID_RSP_BAD, check_rsp(buf, n, 0x65, 0, 1, &rsp, &why));
 	EXPECT_WHY("wrong message type", why);
+	/* A successful SlotStatus does not answer an XfrBlock... */
+	n = rsp_frame(buf, 0x81, 0, 0, 1, 0x00, 0, 0, NULL, 0);
+	EXPECT_EQ(CCID_RSP_BAD, check_rsp(buf, n, 0x6f, 0, 1, &rsp, &why));
+	EXPECT_WHY("wrong message type", why);
+	/* ...a failed one does ("command not supported", as QEMU says it) */
+	n = rsp_frame(buf, 0x81, 0, 0, 1, 0x40, 0x00, 0, NULL, 0);
+	EXPECT_EQ(CCID_RSP_MATCH, check_rsp(buf, n, 0x6b, 0, 1, &rsp, &why));
+	EXPECT_EQ(-EOPNOTSUPP, ccid_rsp_errno(&rsp));
+	n = rsp_frame(buf, 0x81, 0, 0, 1, 0x41, 0xfe, 0, NULL, 0);
+	EXPECT_EQ(CCID_RSP_MATCH, check_rsp(buf, n, 0x69, 0, 1, &rsp, &why));
+	EXPECT_EQ(-EIO, ccid_rsp_errno(&rsp));
 }
 
 TEST(rsp_reserved_status)
@@ -1506,7 +1517,9 @@ static bool fuzz_one(struct __test_metadata *_metadata,
 		FCHECK(rsp.slot != slot || rsp.seq != seq);
 	if (v == CCID_RSP_MATCH || v == CCID_RSP_TIME_EXT) {
 		FCHECK(rsp.slot == slot && rsp.seq == seq);
-		FCHECK(rsp.type == ccid_rsp_type_for(cmd));
+		/* the expected type, or a failed SlotStatus */
+		FCHECK(rsp.type == ccid_rsp_type_for(cmd) ||
+		       (rsp.type == 0x81 && (rsp.status & 0xc0) == 0x40));
 	}
 	if (v == CCID_RSP_TIME_EXT)
 		FCHECK((rsp.status & 0xc0) == 0x80);
