@@ -63,7 +63,8 @@ struct ccid_stats {
  * @buf_len: largest message the driver sends or accepts, header included
  * @io_mutex: serializes commands; protects @seq, the buffers, the URBs
  *	and @disconnected
- * @disconnected: set once under @io_mutex by disconnect
+ * @disconnected: set once under @io_mutex by disconnect, after
+ *	CCID_FLAG_GONE, which lockless readers test
  * @seq: bSeq of the next command
  * @out_buf: bulk-OUT message buffer, @buf_len bytes
  * @in_buf: bulk-IN message buffer, @in_len bytes

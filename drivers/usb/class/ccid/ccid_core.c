@@ -84,7 +84,7 @@ static __poll_t ccid_poll(struct file *file, poll_table *wait)
 	struct ccid_dev *dev = file->private_data;
 
 	poll_wait(file, &dev->poll_wait, wait);
-	if (READ_ONCE(dev->disconnected))
+	if (test_bit(CCID_FLAG_GONE, &dev->flags))
 		return EPOLLHUP | EPOLLERR;
 	return 0;
 }
@@ -381,20 +381,21 @@ static void ccid_disconnect(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
-	/* No new opens; open files keep their reference. */
-	usb_deregister_dev(intf, &ccid_class);
-
-	/* End the command in flight at once and keep URBs from going out. */
+	/*
+	 * Open files see the reader gone before its node goes, then the
+	 * command in flight ends at once and no URB goes out any more.
+	 */
 	set_bit(CCID_FLAG_GONE, &dev->flags);
+	wake_up_interruptible_all(&dev->poll_wait);
+	usb_deregister_dev(intf, &ccid_class);
 	usb_poison_urb(dev->in_urb);
 	usb_poison_urb(dev->out_urb);
 
 	mutex_lock(&dev->io_mutex);
-	WRITE_ONCE(dev->disconnected, true);
+	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
 
 	usb_set_intfdata(intf, NULL);
-	wake_up_interruptible_all(&dev->poll_wait);
 	kref_put(&dev->kref, ccid_delete);
 }
 

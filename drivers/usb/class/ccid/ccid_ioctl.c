@@ -375,7 +375,7 @@ static long ccid_ioctl_abort(struct ccid_dev *dev, void __user *argp)
 	      ccid_check_reserved(dev, a.reserved, sizeof(a.reserved));
 	if (ret)
 		return ret;
-	if (READ_ONCE(dev->disconnected))
+	if (test_bit(CCID_FLAG_GONE, &dev->flags))
 		return -ENODEV;
 	/* An idle slot has nothing to abort. */
 	ccid_cancel(dev, a.slot);
@@ -387,7 +387,7 @@ long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
 	struct ccid_dev *dev = file->private_data;
 	void __user *argp = (void __user *)arg;
 
-	if (READ_ONCE(dev->disconnected))
+	if (test_bit(CCID_FLAG_GONE, &dev->flags))
 		return -ENODEV;
 
 	switch (ioc) {
