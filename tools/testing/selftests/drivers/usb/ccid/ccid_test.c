@@ -434,15 +434,36 @@ static int slot_cmd(int fd, unsigned long req, struct ccid_slot_status *st)
 	return do_ioctl(fd, req, st);
 }
 
+/*
+ * QEMU's emulated card can lose an APDU that arrives right after it
+ * answered the previous one (its worker thread misses the wake-up); the
+ * APDU is processed when the next one arrives.  The driver then times
+ * out, aborts, and drops the late answer as stale when the next command
+ * goes out.  Single exchanges therefore use a short timeout and retry
+ * once; the concurrency tests count these losses themselves.
+ */
+#define XFER_TIMEOUT_MS		3000
+#define XFER_TRIES		3
+
 static int xfer(int fd, unsigned long req, const void *tx, size_t tx_len,
 		void *rx, size_t rx_size, struct ccid_xfer *x)
 {
-	memset(x, 0, sizeof(*x));
-	x->tx_buf = (uintptr_t)tx;
-	x->tx_len = tx_len;
-	x->rx_buf = (uintptr_t)rx;
-	x->rx_size = rx_size;
-	return do_ioctl(fd, req, x);
+	int ret, tries = 0;
+
+	do {
+		memset(x, 0, sizeof(*x));
+		x->tx_buf = (uintptr_t)tx;
+		x->tx_len = tx_len;
+		x->rx_buf = (uintptr_t)rx;
+		x->rx_size = rx_size;
+		if (req == CCID_IOC_XFR_BLOCK)
+			x->timeout_ms = XFER_TIMEOUT_MS;
+		ret = do_ioctl(fd, req, x);
+		if (ret == -ETIMEDOUT && req == CCID_IOC_XFR_BLOCK)
+			fprintf(stderr, "# QEMU lost an APDU: retrying\n");
+	} while (ret == -ETIMEDOUT && req == CCID_IOC_XFR_BLOCK &&
+		 ++tries < XFER_TRIES);
+	return ret;
 }
 
 static int params_cmd(int fd, unsigned long req, uint8_t protocol,
