@@ -30,6 +30,8 @@
 #define CCID_ABORT_STEP_MS	1000
 /* Answers to older commands dropped before a command gives up */
 #define CCID_MAX_STALE		16
+/* Interrupt-IN errors in a row before the driver stops listening */
+#define CCID_MAX_INT_ERRORS	16
 
 /* ccid_dev.flags */
 #define CCID_FLAG_IN_DONE	0	/* bulk-IN URB completed */
@@ -37,6 +39,7 @@
 #define CCID_FLAG_CANCEL	2	/* CCID_IOC_ABORT for the busy slot */
 #define CCID_FLAG_GONE		3	/* disconnect in progress */
 #define CCID_FLAG_RESETTING	4	/* a USB reset is in progress */
+#define CCID_FLAG_SUSPENDED	5	/* suspended */
 
 /**
  * struct ccid_stats - error counters shown in sysfs
@@ -47,6 +50,10 @@ struct ccid_stats {
 	atomic_t stale_frames;
 	atomic_t time_extensions;
 	atomic_t protocol_errors;
+	atomic_t clear_halts;
+	atomic_t usb_resets;
+	atomic_t hw_errors;
+	atomic_t slot_changes;
 };
 
 /**
@@ -75,8 +82,21 @@ struct ccid_stats {
  * @wait: the command in flight waits here for its URBs or a cancel
  * @lock: protects @busy_slot against CCID_IOC_ABORT
  * @busy_slot: slot of the command in flight, or -1
- * @poll_wait: poll() waiters (disconnect)
+ * @poll_wait: poll() waiters: slot events, resets, disconnect
  * @stats: error counters
+ * @quirks: CCID_QUIRK_* in force
+ * @int_ep: the interrupt-IN endpoint, or NULL
+ * @int_urb: interrupt-IN URB, or NULL when the reader has no such endpoint
+ * @int_buf: its buffer
+ * @open_mutex: protects @open_count
+ * @open_count: open files; the interrupt URB runs while it is not zero
+ * @int_errors: interrupt-IN errors in a row
+ * @self_reset: the driver's own recovery is resetting the device, with
+ *	io_mutex held; set and read only by that task
+ * @present: under @lock: bit N set while slot N holds a card
+ * @changes: under @lock: per slot, insertions and removals seen
+ * @gen: under @lock: per slot reset generation
+ * @event_seq: under @lock: bumped by every presence change and reset
  */
 struct ccid_dev {
 	struct kref kref;
@@ -107,6 +127,34 @@ struct ccid_dev {
 
 	wait_queue_head_t poll_wait;
 	struct ccid_stats stats;
+	u32 quirks;
+
+	struct usb_endpoint_descriptor *int_ep;
+	struct urb *int_urb;
+	u8 *int_buf;
+	struct mutex open_mutex;	/* open_count */
+	unsigned int open_count;
+	unsigned int int_errors;
+	bool self_reset;
+
+	u32 present;
+	u32 changes[CCID_MAX_SLOTS];
+	u32 gen[CCID_MAX_SLOTS];
+	u32 event_seq;
+};
+
+/**
+ * struct ccid_file - one open file
+ * @dev: the reader
+ * @acked_gen: per slot, the reset generation this file last acknowledged
+ *	(under dev->lock)
+ * @seen_event_seq: event_seq when this file last read the events
+ *	(under dev->lock)
+ */
+struct ccid_file {
+	struct ccid_dev *dev;
+	u32 acked_gen[CCID_MAX_SLOTS];
+	u32 seen_event_seq;
 };
 
 /**
@@ -137,6 +185,8 @@ void ccid_free_io(struct ccid_dev *dev);
 int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd);
 int ccid_bad_answer(struct ccid_dev *dev, u8 slot, const char *why);
 int ccid_cancel(struct ccid_dev *dev, u8 slot);
+void ccid_reset_slots(struct ccid_dev *dev, u32 mask);
+void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status);
 long ccid_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 
 #endif /* _CCID_H */

@@ -43,20 +43,145 @@ static const struct usb_device_id ccid_ids[] = {
 };
 MODULE_DEVICE_TABLE(usb, ccid_ids);
 
+static char *quirks;
+module_param(quirks, charp, 0444);
+MODULE_PARM_DESC(quirks,
+		 "VID:PID:FLAGS[,...] replaces the built-in quirks of a reader; FLAGS: s = Secure is broken, f = bogus firmware, none = empty");
+
 void ccid_delete(struct kref *kref)
 {
 	struct ccid_dev *dev = container_of(kref, struct ccid_dev, kref);
 
 	ccid_free_io(dev);
+	usb_free_urb(dev->int_urb);
+	kfree(dev->int_buf);
 	usb_put_intf(dev->intf);
 	usb_put_dev(dev->udev);
 	kfree(dev);
 }
 
+/**
+ * ccid_note_presence() - learn a slot's card presence from bStatus
+ * @dev: the reader
+ * @slot: the slot an answer came for
+ * @status: its bStatus
+ */
+void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status)
+{
+	bool present = (status & CCID_ICC_STATUS_MASK) != CCID_ICC_ABSENT;
+	unsigned long flags;
+
+	spin_lock_irqsave(&dev->lock, flags);
+	if (!!(dev->present & BIT(slot)) != present) {
+		dev->present ^= BIT(slot);
+		dev->changes[slot]++;
+		dev->event_seq++;
+		atomic_inc(&dev->stats.slot_changes);
+		wake_up_interruptible(&dev->poll_wait);
+	}
+	spin_unlock_irqrestore(&dev->lock, flags);
+}
+
+/**
+ * ccid_reset_slots() - start a new generation on slots whose card was reset
+ * @dev: the reader
+ * @mask: bit N for slot N
+ *
+ * Files that have not acknowledged the new generation get -ECONNRESET for
+ * the slot until they power the card on again or read the events; poll()
+ * reports EPOLLPRI and a KOBJ_CHANGE uevent tells udev.
+ */
+void ccid_reset_slots(struct ccid_dev *dev, u32 mask)
+{
+	char event[] = "CCID_EVENT=reset";
+	char slots[24];
+	char *envp[3] = { event, slots, NULL };
+	unsigned int i;
+
+	spin_lock_irq(&dev->lock);
+	for (i = 0; i <= dev->desc.max_slot_index; i++)
+		if (mask & BIT(i))
+			dev->gen[i]++;
+	dev->event_seq++;
+	spin_unlock_irq(&dev->lock);
+
+	wake_up_interruptible(&dev->poll_wait);
+	snprintf(slots, sizeof(slots), "CCID_SLOTS=0x%x", mask);
+	kobject_uevent_env(&dev->intf->dev.kobj, KOBJ_CHANGE, envp);
+}
+
+static void ccid_int_complete(struct urb *urb)
+{
+	struct ccid_dev *dev = urb->context;
+	struct ccid_int_msg msg;
+	unsigned long flags;
+	const char *why;
+	unsigned int i;
+	int ret;
+
+	switch (urb->status) {
+	case 0:
+		break;
+	case -ENOENT:
+	case -ECONNRESET:
+	case -ESHUTDOWN:
+	case -EPERM:
+		return;
+	default:
+		if (++dev->int_errors >= CCID_MAX_INT_ERRORS) {
+			dev_err_ratelimited(&dev->intf->dev,
+					    "interrupt-IN keeps failing (%d): slot events stop\n",
+					    urb->status);
+			return;
+		}
+		goto resubmit;
+	}
+
+	dev->int_errors = 0;
+	if (ccid_parse_int_msg(dev->int_buf, urb->actual_length,
+			       dev->desc.max_slot_index + 1, &msg, &why)) {
+		atomic_inc(&dev->stats.protocol_errors);
+		dev_warn_ratelimited(&dev->intf->dev, "interrupt-IN: %s\n", why);
+		goto resubmit;
+	}
+
+	if (msg.type == CCID_RDR_HARDWARE_ERROR) {
+		atomic_inc(&dev->stats.hw_errors);
+		dev_warn_ratelimited(&dev->intf->dev,
+				     "slot %u: hardware error 0x%02x\n",
+				     msg.slot, msg.code);
+		spin_lock_irqsave(&dev->lock, flags);
+		dev->event_seq++;
+		spin_unlock_irqrestore(&dev->lock, flags);
+	} else {
+		spin_lock_irqsave(&dev->lock, flags);
+		for (i = 0; i <= dev->desc.max_slot_index; i++) {
+			/* a change bit counts even if presence looks the same */
+			if (!(msg.changed & BIT(i)) &&
+			    (msg.present & BIT(i)) == (dev->present & BIT(i)))
+				continue;
+			dev->changes[i]++;
+			atomic_inc(&dev->stats.slot_changes);
+		}
+		dev->present = msg.present;
+		dev->event_seq++;
+		spin_unlock_irqrestore(&dev->lock, flags);
+	}
+	wake_up_interruptible(&dev->poll_wait);
+
+resubmit:
+	ret = usb_submit_urb(urb, GFP_ATOMIC);
+	if (ret && ret != -EPERM && ret != -ENODEV)
+		dev_err_ratelimited(&dev->intf->dev,
+				    "cannot resubmit interrupt-IN: %d\n", ret);
+}
+
 static int ccid_open(struct inode *inode, struct file *file)
 {
 	struct usb_interface *intf;
+	struct ccid_file *f;
 	struct ccid_dev *dev;
+	int ret;
 
 	intf = usb_find_interface(&ccid_driver, iminor(inode));
 	if (!intf)
@@ -65,28 +190,67 @@ static int ccid_open(struct inode *inode, struct file *file)
 	if (!dev)
 		return -ENODEV;
 
+	f = kzalloc(sizeof(*f), GFP_KERNEL);
+	if (!f)
+		return -ENOMEM;
+
 	/* usb_register_dev() serializes open against disconnect */
 	kref_get(&dev->kref);
-	file->private_data = dev;
+	f->dev = dev;
+	spin_lock_irq(&dev->lock);
+	memcpy(f->acked_gen, dev->gen, sizeof(f->acked_gen));
+	f->seen_event_seq = dev->event_seq;
+	spin_unlock_irq(&dev->lock);
+	file->private_data = f;
+
+	mutex_lock(&dev->open_mutex);
+	if (!dev->open_count++ && dev->int_urb) {
+		dev->int_errors = 0;
+		ret = usb_submit_urb(dev->int_urb, GFP_KERNEL);
+		if (ret)
+			dev_warn(&intf->dev,
+				 "no slot events: interrupt-IN failed: %d\n",
+				 ret);
+	}
+	mutex_unlock(&dev->open_mutex);
+
 	return stream_open(inode, file);
 }
 
 static int ccid_release(struct inode *inode, struct file *file)
 {
-	struct ccid_dev *dev = file->private_data;
+	struct ccid_file *f = file->private_data;
+	struct ccid_dev *dev = f->dev;
 
+	mutex_lock(&dev->open_mutex);
+	if (!--dev->open_count && dev->int_urb)
+		usb_kill_urb(dev->int_urb);
+	mutex_unlock(&dev->open_mutex);
+
+	kfree(f);
 	kref_put(&dev->kref, ccid_delete);
 	return 0;
 }
 
 static __poll_t ccid_poll(struct file *file, poll_table *wait)
 {
-	struct ccid_dev *dev = file->private_data;
+	struct ccid_file *f = file->private_data;
+	struct ccid_dev *dev = f->dev;
+	__poll_t mask = 0;
+	unsigned int i;
 
 	poll_wait(file, &dev->poll_wait, wait);
 	if (test_bit(CCID_FLAG_GONE, &dev->flags))
 		return EPOLLHUP | EPOLLERR;
-	return 0;
+
+	spin_lock_irq(&dev->lock);
+	if (f->seen_event_seq != dev->event_seq)
+		mask |= EPOLLIN | EPOLLRDNORM;
+	for (i = 0; i <= dev->desc.max_slot_index; i++)
+		if (f->acked_gen[i] != dev->gen[i])
+			mask |= EPOLLPRI;
+	spin_unlock_irq(&dev->lock);
+	return mask;
 }
 
 static const struct file_operations ccid_fops = {
@@ -215,6 +379,25 @@ static CCID_COUNTER_ATTR(aborts);
 static CCID_COUNTER_ATTR(stale_frames);
 static CCID_COUNTER_ATTR(time_extensions);
 static CCID_COUNTER_ATTR(protocol_errors);
+static CCID_COUNTER_ATTR(clear_halts);
+static CCID_COUNTER_ATTR(usb_resets);
+static CCID_COUNTER_ATTR(hw_errors);
+static CCID_COUNTER_ATTR(slot_changes);
+
+static ssize_t quirks_show(struct device *d, struct device_attribute *attr,
+			   char *buf)
+{
+	u32 q = ccid_from_dev(d)->quirks;
+
+	if (!q)
+		return sysfs_emit(buf, "none\n");
+	return sysfs_emit(buf, "%s%s%s\n",
+			  q & CCID_QUIRK_BROKEN_SECURE ? "broken_secure" : "",
+			  (q & CCID_QUIRK_BROKEN_SECURE) &&
+			  (q & CCID_QUIRK_BOGUS_FIRMWARE) ? " " : "",
+			  q & CCID_QUIRK_BOGUS_FIRMWARE ? "bogus_firmware" : "");
+}
+static DEVICE_ATTR_RO(quirks);
 
 static struct attribute *ccid_attrs[] = {
 	&dev_attr_firmware_version.attr,
@@ -230,6 +413,11 @@ static struct attribute *ccid_attrs[] = {
 	&ccid_attr_stale_frames.attr.attr,
 	&ccid_attr_time_extensions.attr.attr,
 	&ccid_attr_protocol_errors.attr.attr,
+	&ccid_attr_clear_halts.attr.attr,
+	&ccid_attr_usb_resets.attr.attr,
+	&ccid_attr_hw_errors.attr.attr,
+	&ccid_attr_slot_changes.attr.attr,
+	&dev_attr_quirks.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(ccid);
@@ -262,7 +450,7 @@ static int ccid_find_class_desc(struct usb_host_interface *alt, u8 **desc,
 static int ccid_parse_intf(struct ccid_dev *dev, struct usb_interface *intf)
 {
 	struct usb_host_interface *alt = intf->cur_altsetting;
-	struct usb_endpoint_descriptor *in, *out;
+	struct usb_endpoint_descriptor *in, *out, *irq;
 	struct device *d = &intf->dev;
 	const char *why;
 	size_t len;
@@ -284,6 +472,14 @@ static int ccid_parse_intf(struct ccid_dev *dev, struct usb_interface *intf)
 		dev_err(d, "bulk-IN or bulk-OUT endpoint missing\n");
 		return -ENODEV;
 	}
+	/* Slot events are optional: without interrupt-IN, poll() stays quiet */
+	if (!usb_find_int_in_endpoint(alt, &irq)) {
+		if (usb_endpoint_maxp(irq) < 2) {
+			dev_err(d, "interrupt-IN wMaxPacketSize below 2\n");
+			return -ENODEV;
+		}
+		dev->int_ep = irq;
+	}
 	in_maxp = usb_endpoint_maxp(in);
 	dev->out_maxp = usb_endpoint_maxp(out);
 	if (!in_maxp || !dev->out_maxp) {
@@ -304,6 +500,69 @@ static int ccid_parse_intf(struct ccid_dev *dev, struct usb_interface *intf)
 	dev->in_len = roundup(dev->buf_len, in_maxp);
 	dev->iface_class = alt->desc.bInterfaceClass;
 	dev->ifnum = alt->desc.bInterfaceNumber;
+	return 0;
+}
+
+/*
+ * Known-bad firmware: refuse what libccid refuses, keep the PIN pad of
+ * firmware that wedges after a verify from being used.  quirks= replaces
+ * the table's verdict for a VID:PID.
+ */
+static int ccid_apply_quirks(struct ccid_dev *dev)
+{
+	const struct usb_device_descriptor *dd = &dev->udev->descriptor;
+	u16 vid = le16_to_cpu(dd->idVendor), pid = le16_to_cpu(dd->idProduct);
+	u16 bcd = le16_to_cpu(dd->bcdDevice);
+	const struct ccid_quirk *q = ccid_find_quirk(vid, pid, bcd);
+	struct device *d = &dev->intf->dev;
+	u32 flags = q ? q->flags : 0;
+	int ret;
+
+	if (quirks) {
+		ret = ccid_quirk_override(quirks, vid, pid, &flags);
+		if (ret < 0)
+			dev_warn(d, "ignoring malformed quirks parameter\n");
+		else if (ret)
+			dev_info(d, "quirks 0x%x set by the quirks parameter\n",
+				 flags);
+	}
+	dev->quirks = flags;
+
+	if (flags & CCID_QUIRK_BOGUS_FIRMWARE) {
+		if (q && q->flags & CCID_QUIRK_BOGUS_FIRMWARE)
+			dev_err(d, "firmware %x.%02x is broken, %x.%02x or later needed (ccid.quirks=%04x:%04x: overrides)\n",
+				bcd >> 8, bcd & 0xff, q->fixed_in >> 8,
+				q->fixed_in & 0xff, vid, pid);
+		else
+			dev_err(d, "firmware %x.%02x is marked broken by the quirks parameter\n",
+				bcd >> 8, bcd & 0xff);
+		return -ENODEV;
+	}
+	if (flags & CCID_QUIRK_BROKEN_SECURE) {
+		if (q && q->flags & CCID_QUIRK_BROKEN_SECURE)
+			dev_warn(d, "firmware %x.%02x wedges after a PIN-pad verify: Secure disabled; firmware %x.%02x fixes it (ccid.quirks=%04x:%04x: overrides)\n",
+				 bcd >> 8, bcd & 0xff, q->fixed_in >> 8,
+				 q->fixed_in & 0xff, vid, pid);
+		else
+			dev_warn(d, "Secure disabled by the quirks parameter\n");
+	}
+	return 0;
+}
+
+static int ccid_alloc_int(struct ccid_dev *dev)
+{
+	struct usb_endpoint_descriptor *ep = dev->int_ep;
+
+	if (!ep)
+		return 0;
+	dev->int_buf = kmalloc(usb_endpoint_maxp(ep), GFP_KERNEL);
+	dev->int_urb = usb_alloc_urb(0, GFP_KERNEL);
+	if (!dev->int_buf || !dev->int_urb)
+		return -ENOMEM;
+	usb_fill_int_urb(dev->int_urb, dev->udev,
+			 usb_rcvintpipe(dev->udev, usb_endpoint_num(ep)),
+			 dev->int_buf, usb_endpoint_maxp(ep), ccid_int_complete,
+			 dev, ep->bInterval);
 	return 0;
 }
 
@@ -337,6 +596,7 @@ static int ccid_probe(struct usb_interface *intf,
 
 	kref_init(&dev->kref);
 	mutex_init(&dev->io_mutex);
+	mutex_init(&dev->open_mutex);
 	spin_lock_init(&dev->lock);
 	init_waitqueue_head(&dev->wait);
 	init_waitqueue_head(&dev->poll_wait);
@@ -344,11 +604,11 @@ static int ccid_probe(struct usb_interface *intf,
 	dev->udev = usb_get_dev(interface_to_usbdev(intf));
 	dev->intf = usb_get_intf(intf);
 
-	ret = ccid_parse_intf(dev, intf);
+	ret = ccid_parse_intf(dev, intf) ?: ccid_apply_quirks(dev);
 	if (ret)
 		goto error;
 
-	ret = ccid_alloc_io(dev);
+	ret = ccid_alloc_io(dev) ?: ccid_alloc_int(dev);
 	if (ret)
 		goto error;
 
@@ -377,6 +637,28 @@ error:
 	return ret;
 }
 
+static void ccid_stop_io(struct ccid_dev *dev)
+{
+	usb_poison_urb(dev->in_urb);
+	usb_poison_urb(dev->out_urb);
+	usb_poison_urb(dev->int_urb);
+}
+
+static void ccid_restart_io(struct ccid_dev *dev)
+{
+	usb_unpoison_urb(dev->in_urb);
+	usb_unpoison_urb(dev->out_urb);
+	usb_unpoison_urb(dev->int_urb);
+
+	mutex_lock(&dev->open_mutex);
+	if (dev->open_count && dev->int_urb) {
+		dev->int_errors = 0;
+		if (usb_submit_urb(dev->int_urb, GFP_NOIO))
+			dev_warn(&dev->intf->dev, "slot events lost\n");
+	}
+	mutex_unlock(&dev->open_mutex);
+}
+
 static void ccid_disconnect(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
@@ -388,8 +670,7 @@ static void ccid_disconnect(struct usb_interface *intf)
 	set_bit(CCID_FLAG_GONE, &dev->flags);
 	wake_up_interruptible_all(&dev->poll_wait);
 	usb_deregister_dev(intf, &ccid_class);
-	usb_poison_urb(dev->in_urb);
-	usb_poison_urb(dev->out_urb);
+	ccid_stop_io(dev);
 
 	mutex_lock(&dev->io_mutex);
 	dev->disconnected = true;
@@ -400,28 +681,54 @@ static void ccid_disconnect(struct usb_interface *intf)
 }
 
 /*
- * Someone is resetting the device: finish the command in flight and hold
- * io_mutex until the reset is over, so that the driver stays bound.
+ * A reset: finish the command in flight and hold io_mutex until the reset
+ * is over, so that the driver stays bound.  When the driver's own recovery
+ * resets the device, it holds io_mutex already.
  */
 static int ccid_pre_reset(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
 	set_bit(CCID_FLAG_RESETTING, &dev->flags);
-	usb_poison_urb(dev->in_urb);
-	usb_poison_urb(dev->out_urb);
-	mutex_lock(&dev->io_mutex);
+	ccid_stop_io(dev);
+	if (!dev->self_reset)
+		mutex_lock(&dev->io_mutex);
 	return 0;
 }
 
+/* Every card lost its power: every slot starts a new generation. */
 static int ccid_post_reset(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
-	usb_unpoison_urb(dev->in_urb);
-	usb_unpoison_urb(dev->out_urb);
 	clear_bit(CCID_FLAG_RESETTING, &dev->flags);
-	mutex_unlock(&dev->io_mutex);
+	ccid_restart_io(dev);
+	ccid_reset_slots(dev, GENMASK(dev->desc.max_slot_index, 0));
+	if (!dev->self_reset)
+		mutex_unlock(&dev->io_mutex);
+	return 0;
+}
+
+/*
+ * Suspend ends the command in flight with -EIO; after resume the cards
+ * are taken as powered off, as after a reset.
+ */
+static int ccid_suspend(struct usb_interface *intf, pm_message_t message)
+{
+	struct ccid_dev *dev = usb_get_intfdata(intf);
+
+	set_bit(CCID_FLAG_SUSPENDED, &dev->flags);
+	ccid_stop_io(dev);
+	return 0;
+}
+
+static int ccid_resume(struct usb_interface *intf)
+{
+	struct ccid_dev *dev = usb_get_intfdata(intf);
+
+	clear_bit(CCID_FLAG_SUSPENDED, &dev->flags);
+	ccid_restart_io(dev);
+	ccid_reset_slots(dev, GENMASK(dev->desc.max_slot_index, 0));
 	return 0;
 }
 
@@ -431,6 +738,9 @@ struct usb_driver ccid_driver = {
 	.disconnect	= ccid_disconnect,
 	.pre_reset	= ccid_pre_reset,
 	.post_reset	= ccid_post_reset,
+	.suspend	= ccid_suspend,
+	.resume		= ccid_resume,
+	.reset_resume	= ccid_resume,
 	.id_table	= ccid_ids,
 	.dev_groups	= ccid_groups,
 };

@@ -46,6 +46,31 @@ static unsigned int ccid_timeout(u32 user_ms, unsigned int def_ms)
 	return user_ms ? min_t(u32, user_ms, CCID_MAX_TIMEOUT_MS) : def_ms;
 }
 
+/*
+ * A slot that was reset since this file last acknowledged it refuses
+ * card commands: the card lost any state (a verified PIN, a selected
+ * application) the file may rely on.  Called with io_mutex held, since
+ * only io_mutex holders start new generations.
+ */
+static int ccid_check_gen(struct ccid_file *f, u8 slot)
+{
+	struct ccid_dev *dev = f->dev;
+	int ret = 0;
+
+	spin_lock_irq(&dev->lock);
+	if (f->acked_gen[slot] != dev->gen[slot])
+		ret = -ECONNRESET;
+	spin_unlock_irq(&dev->lock);
+	return ret;
+}
+
+static void ccid_ack_gen(struct ccid_file *f, u8 slot)
+{
+	spin_lock_irq(&f->dev->lock);
+	f->acked_gen[slot] = f->dev->gen[slot];
+	spin_unlock_irq(&f->dev->lock);
+}
+
 static int ccid_lock(struct ccid_dev *dev)
 {
 	if (mutex_lock_interruptible(&dev->io_mutex))
@@ -96,8 +121,9 @@ static long ccid_ioctl_info(struct ccid_dev *dev, void __user *argp)
 	return 0;
 }
 
-static long ccid_ioctl_power_on(struct ccid_dev *dev, void __user *argp)
+static long ccid_ioctl_power_on(struct ccid_file *f, void __user *argp)
 {
+	struct ccid_dev *dev = f->dev;
 	struct ccid_power_on p;
 	struct ccid_cmd cmd = { .type = CCID_PC_POWER_ON };
 	int ret;
@@ -139,6 +165,8 @@ static long ccid_ioctl_power_on(struct ccid_dev *dev, void __user *argp)
 	} else if (!ret) {
 		p.atr_len = cmd.rsp.len;
 		memcpy(p.atr, cmd.data, cmd.rsp.len);
+		/* a fresh ATR: this file knows the card was reset */
+		ccid_ack_gen(f, p.slot);
 	}
 	mutex_unlock(&dev->io_mutex);
 
@@ -222,9 +250,10 @@ static int ccid_check_xfer(struct ccid_dev *dev, unsigned int ioc,
 	return 0;
 }
 
-static long ccid_ioctl_xfer(struct ccid_dev *dev, unsigned int ioc,
+static long ccid_ioctl_xfer(struct ccid_file *f, unsigned int ioc,
 			    void __user *argp)
 {
+	struct ccid_dev *dev = f->dev;
 	struct ccid_cmd cmd = { };
 	struct ccid_xfer x;
 	const char *why;
@@ -254,9 +283,18 @@ static long ccid_ioctl_xfer(struct ccid_dev *dev, unsigned int ioc,
 	cmd.p[2] = x.level >> 8;
 	cmd.timeout_ms = ccid_timeout(x.timeout_ms, CCID_TIMEOUT_XFR_MS);
 
+	if (ioc == CCID_IOC_SECURE &&
+	    (dev->quirks & CCID_QUIRK_BROKEN_SECURE))
+		return -EOPNOTSUPP;
+
 	ret = ccid_lock(dev);
 	if (ret)
 		return ret;
+	if (ioc != CCID_IOC_ESCAPE) {
+		ret = ccid_check_gen(f, x.slot);
+		if (ret)
+			goto unlock;
+	}
 
 	if (copy_from_user(dev->out_buf + CCID_HDR_SIZE,
 			   u64_to_user_ptr(x.tx_buf), x.tx_len)) {
@@ -303,9 +341,10 @@ unlock:
 	return ret;
 }
 
-static long ccid_ioctl_params(struct ccid_dev *dev, unsigned int ioc,
+static long ccid_ioctl_params(struct ccid_file *f, unsigned int ioc,
 			      void __user *argp)
 {
+	struct ccid_dev *dev = f->dev;
 	struct ccid_cmd cmd = { .type = CCID_PC_GET_PARAMS };
 	struct ccid_params pr;
 	int ret;
@@ -338,7 +377,7 @@ static long ccid_ioctl_params(struct ccid_dev *dev, unsigned int ioc,
 	if (ret)
 		return ret;
 	memcpy(dev->out_buf + CCID_HDR_SIZE, pr.data, cmd.len);
-	ret = ccid_transact(dev, &cmd);
+	ret = ccid_check_gen(f, pr.slot) ?: ccid_transact(dev, &cmd);
 	if (ret) {
 		mutex_unlock(&dev->io_mutex);
 		return ret;
@@ -382,9 +421,50 @@ static long ccid_ioctl_abort(struct ccid_dev *dev, void __user *argp)
 	return 0;
 }
 
+static long ccid_ioctl_slot_events(struct ccid_file *f, void __user *argp)
+{
+	struct ccid_dev *dev = f->dev;
+	struct ccid_slot_events ev;
+	unsigned int i;
+	u32 flags;
+	int ret;
+
+	if (copy_from_user(&ev, argp, sizeof(ev)))
+		return -EFAULT;
+	ret = ccid_check_reserved(dev, ev.reserved, sizeof(ev.reserved));
+	if (ret)
+		return ret;
+	if (ev.flags & ~CCID_EVENTS_ACK_RESET) {
+		ccid_bad_arg(dev, "unknown flags");
+		return -EINVAL;
+	}
+
+	flags = ev.flags;
+	memset(&ev, 0, sizeof(ev));
+	ev.flags = flags;
+	spin_lock_irq(&dev->lock);
+	ev.present = dev->present;
+	for (i = 0; i <= dev->desc.max_slot_index; i++) {
+		ev.changes[i] = dev->changes[i];
+		ev.generation[i] = dev->gen[i];
+		if (f->acked_gen[i] != dev->gen[i])
+			ev.reset_pending |= BIT(i);
+		if (ev.flags & CCID_EVENTS_ACK_RESET)
+			f->acked_gen[i] = dev->gen[i];
+	}
+	f->seen_event_seq = dev->event_seq;
+	spin_unlock_irq(&dev->lock);
+	ev.hw_errors = atomic_read(&dev->stats.hw_errors);
+
+	if (copy_to_user(argp, &ev, sizeof(ev)))
+		return -EFAULT;
+	return 0;
+}
+
 long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
 {
-	struct ccid_dev *dev = file->private_data;
+	struct ccid_file *f = file->private_data;
+	struct ccid_dev *dev = f->dev;
 	void __user *argp = (void __user *)arg;
 
 	if (test_bit(CCID_FLAG_GONE, &dev->flags))
@@ -394,7 +474,7 @@ long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
 	case CCID_IOC_GET_INFO:
 		return ccid_ioctl_info(dev, argp);
 	case CCID_IOC_POWER_ON:
-		return ccid_ioctl_power_on(dev, argp);
+		return ccid_ioctl_power_on(f, argp);
 	case CCID_IOC_POWER_OFF:
 		return ccid_ioctl_slot_status(dev, CCID_PC_POWER_OFF, argp);
 	case CCID_IOC_SLOT_STATUS:
@@ -403,13 +483,15 @@ long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
 	case CCID_IOC_XFR_BLOCK:
 	case CCID_IOC_SECURE:
 	case CCID_IOC_ESCAPE:
-		return ccid_ioctl_xfer(dev, ioc, argp);
+		return ccid_ioctl_xfer(f, ioc, argp);
 	case CCID_IOC_GET_PARAMS:
 	case CCID_IOC_SET_PARAMS:
 	case CCID_IOC_RESET_PARAMS:
-		return ccid_ioctl_params(dev, ioc, argp);
+		return ccid_ioctl_params(f, ioc, argp);
 	case CCID_IOC_ABORT:
 		return ccid_ioctl_abort(dev, argp);
+	case CCID_IOC_SLOT_EVENTS:
+		return ccid_ioctl_slot_events(f, argp);
 	default:
 		return -ENOTTY;
 	}

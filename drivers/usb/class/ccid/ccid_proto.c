@@ -451,3 +451,175 @@ int ccid_check_secure(const u8 *blk, size_t len, u8 pin_support,
 		return -EOPNOTSUPP;
 	}
 }
+
+/**
+ * ccid_parse_int_msg() - decode one interrupt-IN message
+ * @buf: the message
+ * @len: bytes received
+ * @num_slots: slots of the reader
+ * @msg: the decoded message
+ * @why: on failure, what is wrong
+ *
+ * NotifySlotChange carries two bits per slot, packed from byte 1: bit 0
+ * card present, bit 1 changed.
+ *
+ * Return: 0, or -EPROTO for a message the driver cannot use.
+ */
+int ccid_parse_int_msg(const u8 *buf, size_t len, unsigned int num_slots,
+		       struct ccid_int_msg *msg, const char **why)
+{
+	unsigned int i;
+	u8 bits;
+
+	if (!len) {
+		*why = "empty interrupt message";
+		return -EPROTO;
+	}
+	msg->type = buf[0];
+	msg->present = 0;
+	msg->changed = 0;
+
+	switch (msg->type) {
+	case CCID_RDR_NOTIFY_SLOT_CHANGE:
+		if (len < 1 + (num_slots * 2 + 7) / 8) {
+			*why = "NotifySlotChange too short";
+			return -EPROTO;
+		}
+		for (i = 0; i < num_slots; i++) {
+			bits = buf[1 + i / 4] >> (i % 4 * 2);
+			if (bits & 0x01)
+				msg->present |= 1U << i;
+			if (bits & 0x02)
+				msg->changed |= 1U << i;
+		}
+		return 0;
+	case CCID_RDR_HARDWARE_ERROR:
+		if (len < 4) {
+			*why = "HardwareError too short";
+			return -EPROTO;
+		}
+		msg->slot = buf[1];
+		msg->seq = buf[2];
+		msg->code = buf[3];
+		if (msg->slot >= num_slots) {
+			*why = "HardwareError for a slot the reader lacks";
+			return -EPROTO;
+		}
+		return 0;
+	default:
+		*why = "unknown interrupt message";
+		return -EPROTO;
+	}
+}
+
+/*
+ * Firmware known to misbehave.  The bogus-firmware entries are the
+ * versions libccid refuses; SPR332 firmware 7.00 wedges after a PIN-pad
+ * verify (see Documentation/usb/ccid.rst).
+ */
+static const struct ccid_quirk ccid_quirks[] = {
+	/* SCM SPR532/SPR332: answers a Secure verify, then never again */
+	{ 0x04e6, 0xe003, 0x0700, 0x0700, CCID_QUIRK_BROKEN_SECURE, 0x0701 },
+	{ 0x04e6, 0xe003, 0x0000, 0x050f, CCID_QUIRK_BOGUS_FIRMWARE, 0x0510 },
+	/* SCM SCR331 */
+	{ 0x04e6, 0xe001, 0x0000, 0x0515, CCID_QUIRK_BOGUS_FIRMWARE, 0x0516 },
+	/* SCM SCR331-DI */
+	{ 0x04e6, 0x5111, 0x0000, 0x061f, CCID_QUIRK_BOGUS_FIRMWARE, 0x0620 },
+	/* SCM SCL010 */
+	{ 0x04e6, 0x5291, 0x0000, 0x0111, CCID_QUIRK_BOGUS_FIRMWARE, 0x0112 },
+};
+
+/**
+ * ccid_find_quirk() - look a reader up in the built-in quirk table
+ * @vid: idVendor
+ * @pid: idProduct
+ * @bcd: bcdDevice
+ *
+ * Return: the matching entry, or NULL.
+ */
+const struct ccid_quirk *ccid_find_quirk(u16 vid, u16 pid, u16 bcd)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(ccid_quirks); i++) {
+		const struct ccid_quirk *q = &ccid_quirks[i];
+
+		if (q->vid == vid && q->pid == pid &&
+		    bcd >= q->bcd_min && bcd <= q->bcd_max)
+			return q;
+	}
+	return NULL;
+}
+
+static int ccid_hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Four hex digits, then @sep */
+static int ccid_parse_id(const char **p, char sep, u16 *id)
+{
+	int i, d;
+
+	*id = 0;
+	for (i = 0; i < 4; i++) {
+		d = ccid_hex_digit((*p)[i]);
+		if (d < 0)
+			return -EINVAL;
+		*id = *id << 4 | d;
+	}
+	if ((*p)[4] != sep)
+		return -EINVAL;
+	*p += 5;
+	return 0;
+}
+
+/**
+ * ccid_quirk_override() - apply the quirks= module parameter
+ * @param: "VID:PID:FLAGS[,VID:PID:FLAGS...]", VID and PID as four hex
+ *	digits, FLAGS letters ('s' broken Secure, 'f' bogus firmware), empty
+ *	for none; the last entry for a reader wins
+ * @vid: idVendor of the reader
+ * @pid: idProduct of the reader
+ * @flags: replaced when an entry names the reader
+ *
+ * Return: 1 when an entry named the reader, 0 when none did, -EINVAL when
+ * @param is malformed (then @flags is untouched).
+ */
+int ccid_quirk_override(const char *param, u16 vid, u16 pid, u32 *flags)
+{
+	const char *p = param;
+	int found = 0;
+	u32 f, result = 0;
+	u16 v, d;
+
+	while (*p) {
+		if (ccid_parse_id(&p, ':', &v) || ccid_parse_id(&p, ':', &d))
+			return -EINVAL;
+		for (f = 0; *p && *p != ',' && *p != '\n'; p++) {
+			if (*p == 's')
+				f |= CCID_QUIRK_BROKEN_SECURE;
+			else if (*p == 'f')
+				f |= CCID_QUIRK_BOGUS_FIRMWARE;
+			else
+				return -EINVAL;
+		}
+		if (v == vid && d == pid) {
+			result = f;
+			found = 1;
+		}
+		if (*p == '\n' && p[1])
+			return -EINVAL;
+		if (*p)
+			p++;
+	}
+	if (found)
+		*flags = result;
+	return found;
+}

@@ -10,6 +10,7 @@
 
 #ifdef __KERNEL__
 #include <linux/errno.h>
+#include <linux/kernel.h>
 #include <linux/types.h>
 #else
 #include "ccid_user_compat.h"
@@ -19,7 +20,7 @@
 #define CCID_HDR_SIZE			10
 #define CCID_CLASS_DESC_SIZE		54
 #define CCID_CLASS_DESC_TYPE		0x21
-#define CCID_MAX_SLOTS			16	/* bMaxSlotIndex 0..15 */
+#define CCID_MAX_SLOTS			CCID_MAX_SLOT_COUNT
 
 /*
  * The smallest useful message holds a short APDU: header + 261 bytes.
@@ -178,5 +179,51 @@ int ccid_rsp_errno(const struct ccid_rsp *rsp);
 
 int ccid_check_secure(const u8 *blk, size_t len, u8 pin_support,
 		      const char **why);
+
+/**
+ * struct ccid_int_msg - a decoded interrupt-IN message
+ * @type: CCID_RDR_NOTIFY_SLOT_CHANGE or CCID_RDR_HARDWARE_ERROR
+ * @present: NotifySlotChange: bit N set when slot N holds a card
+ * @changed: NotifySlotChange: bit N set when slot N changed
+ * @slot: HardwareError: bSlot
+ * @seq: HardwareError: bSeq
+ * @code: HardwareError: bHardwareErrorCode
+ */
+struct ccid_int_msg {
+	u8 type;
+	u32 present;
+	u32 changed;
+	u8 slot;
+	u8 seq;
+	u8 code;
+};
+
+int ccid_parse_int_msg(const u8 *buf, size_t len, unsigned int num_slots,
+		       struct ccid_int_msg *msg, const char **why);
+
+/* Reader quirks */
+#define CCID_QUIRK_BROKEN_SECURE	0x00000001	/* 's' */
+#define CCID_QUIRK_BOGUS_FIRMWARE	0x00000002	/* 'f' */
+
+/**
+ * struct ccid_quirk - a known-bad firmware range
+ * @vid: idVendor
+ * @pid: idProduct
+ * @bcd_min: first bad bcdDevice
+ * @bcd_max: last bad bcdDevice
+ * @flags: CCID_QUIRK_*
+ * @fixed_in: bcdDevice of the first good firmware, for the log
+ */
+struct ccid_quirk {
+	u16 vid;
+	u16 pid;
+	u16 bcd_min;
+	u16 bcd_max;
+	u32 flags;
+	u16 fixed_in;
+};
+
+const struct ccid_quirk *ccid_find_quirk(u16 vid, u16 pid, u16 bcd);
+int ccid_quirk_override(const char *param, u16 vid, u16 pid, u32 *flags);
 
 #endif /* _CCID_PROTO_H */

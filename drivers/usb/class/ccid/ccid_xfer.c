@@ -116,38 +116,52 @@ static int ccid_recv(struct ccid_dev *dev, unsigned long timeout,
 	return ret;
 }
 
-/* A URB came back with an error: what the caller should see */
-static int ccid_usb_error(struct ccid_dev *dev, unsigned int pipe, int err)
+/* Commands the driver sends on its own stay off the user's slot state */
+static bool ccid_io_blocked(struct ccid_dev *dev)
 {
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
-		return -ENODEV;
-	if (test_bit(CCID_FLAG_RESETTING, &dev->flags))
-		return -EIO;
+	return test_bit(CCID_FLAG_GONE, &dev->flags) ||
+	       test_bit(CCID_FLAG_RESETTING, &dev->flags) ||
+	       test_bit(CCID_FLAG_SUSPENDED, &dev->flags);
+}
 
-	switch (err) {
-	case -ETIMEDOUT:
-		atomic_inc(&dev->stats.timeouts);
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "reader does not accept a command\n");
-		return -ETIMEDOUT;
-	case -EPIPE:
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "bulk-%s endpoint stalled\n",
-				     usb_pipein(pipe) ? "IN" : "OUT");
-		usb_clear_halt(dev->udev, pipe);
-		return -EIO;
-	case -EOVERFLOW:
-		atomic_inc(&dev->stats.protocol_errors);
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "reader sent more than a message\n");
-		return -EPROTO;
-	case -ENODEV:
-	case -ESHUTDOWN:
-	case -EPERM:
-		return -ENODEV;
-	default:
-		return usb_translate_errors(err);
+/*
+ * Read bulk-IN, without giving way to signals, until the answer to the
+ * command @type with @seq arrives; everything else is dropped.  Used by
+ * the Abort procedure and by the commands recovery sends itself.
+ */
+static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq)
+{
+	unsigned long step = msecs_to_jiffies(CCID_ABORT_STEP_MS);
+	struct ccid_rsp rsp;
+	const char *why;
+	size_t actual;
+	int i, ret;
+
+	for (i = 0; i < CCID_MAX_STALE; i++) {
+		ret = ccid_recv(dev, step, false, &actual);
+		if (ret)
+			return ret;
+		if (actual <= dev->buf_len &&
+		    ccid_check_rsp(dev->in_buf, actual, type, slot, seq, &rsp,
+				   &why) == CCID_RSP_MATCH) {
+			ccid_note_presence(dev, slot, rsp.status);
+			return 0;
+		}
 	}
+	return -EPROTO;
+}
+
+/* A header-only command of the driver's own, e.g. IccPowerOff */
+static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
+{
+	u8 seq = dev->seq++;
+	int ret;
+
+	if (ccid_io_blocked(dev))
+		return -ENODEV;
+	ccid_build_hdr(dev->out_buf, type, 0, slot, seq, 0, 0, 0);
+	ret = ccid_send(dev, CCID_HDR_SIZE);
+	return ret ?: ccid_drain_for(dev, type, slot, seq);
 }
 
 /*
@@ -161,14 +175,9 @@ static int ccid_usb_error(struct ccid_dev *dev, unsigned int pipe, int err)
  */
 static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 {
-	unsigned long step = msecs_to_jiffies(CCID_ABORT_STEP_MS);
-	struct ccid_rsp rsp;
-	const char *why;
-	size_t actual;
-	int i, ret;
+	int ret;
 
-	if (test_bit(CCID_FLAG_GONE, &dev->flags) ||
-	    test_bit(CCID_FLAG_RESETTING, &dev->flags))
+	if (ccid_io_blocked(dev))
 		return -ENODEV;
 
 	atomic_inc(&dev->stats.aborts);
@@ -182,35 +191,124 @@ static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 
 	ccid_build_hdr(dev->out_buf, CCID_PC_ABORT, 0, slot, seq, 0, 0, 0);
 	ret = ccid_send(dev, CCID_HDR_SIZE);
-
-	for (i = 0; !ret && i < CCID_MAX_STALE; i++) {
-		ret = ccid_recv(dev, step, false, &actual);
-		/* Anything but the SlotStatus for this bSeq is dropped. */
-		if (!ret && ccid_check_rsp(dev->in_buf, actual, CCID_PC_ABORT,
-					   slot, seq, &rsp, &why) ==
-			    CCID_RSP_MATCH)
-			return 0;
-	}
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+	if (!ret)
+		ret = ccid_drain_for(dev, CCID_PC_ABORT, slot, seq);
+	if (ret && test_bit(CCID_FLAG_GONE, &dev->flags))
 		return -ENODEV;
-	return ret ?: -EPROTO;
+	return ret;
 }
 
 /*
- * Give up the command with @seq: abort it in the reader, say so once.
- * Return: @why, or -ENODEV when the reader went away meanwhile.
+ * Last resort: reset the device.  pre_reset and post_reset see
+ * self_reset and leave io_mutex, which this task holds, alone; post_reset
+ * starts a new generation on every slot.
  */
-static int ccid_give_up(struct ccid_dev *dev, u8 slot, u8 seq, int why)
+static int ccid_usb_reset(struct ccid_dev *dev)
 {
-	int ret = ccid_abort_cmd(dev, slot, seq);
+	int ret;
 
-	if (ret == -ENODEV)
-		return ret;
+	atomic_inc(&dev->stats.usb_resets);
+	dev_warn_ratelimited(&dev->intf->dev,
+			     "reader does not answer: resetting it\n");
+
+	ret = usb_lock_device_for_reset(dev->udev, dev->intf);
 	if (ret)
-		dev_warn_ratelimited(&dev->intf->dev,
-				     "slot %u: abort after %d failed: %d\n",
-				     slot, why, ret);
-	return why;
+		return ret;
+	dev->self_reset = true;
+	ret = usb_reset_device(dev->udev);
+	dev->self_reset = false;
+	usb_unlock_device(dev->udev);
+	if (ret)
+		return ret;
+
+	/* Does it answer now? */
+	return ccid_simple_cmd(dev, CCID_PC_GET_SLOT_STATUS, 0);
+}
+
+/*
+ * The command with @seq on @slot went wrong (@reason).  Walk the ladder
+ * and stop at the first step that brings the reader back:
+ *
+ *  1. the CCID Abort procedure;
+ *  2. clear halt on both bulk endpoints, then the Abort again;
+ *  3. usb_reset_device().
+ *
+ * After a timeout or a garbled answer the card's state is unknown: the
+ * slot is powered off, its parameters are reset and it starts a new
+ * generation.  A command that was only interrupted or cancelled and whose
+ * Abort worked leaves the slot as it is.
+ *
+ * Return: @reason, or -ENODEV when the reader went away meanwhile.
+ */
+static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
+{
+	bool card_lost = reason != -EINTR && reason != -ECANCELED;
+	struct device *d = &dev->intf->dev;
+	int ret;
+
+	ret = ccid_abort_cmd(dev, slot, seq);
+	if (ret && ret != -ENODEV) {
+		atomic_inc(&dev->stats.clear_halts);
+		dev_warn_ratelimited(d, "slot %u: abort failed (%d), clearing halts\n",
+				     slot, ret);
+		usb_clear_halt(dev->udev, dev->in_pipe);
+		usb_clear_halt(dev->udev, dev->out_pipe);
+		ret = ccid_abort_cmd(dev, slot, seq);
+	}
+	if (ret == -ENODEV)
+		return -ENODEV;
+	if (ret) {
+		ret = ccid_usb_reset(dev);
+		if (ret == -ENODEV || test_bit(CCID_FLAG_GONE, &dev->flags))
+			return -ENODEV;
+		if (ret)
+			dev_err_ratelimited(d, "reader still dead after a reset: %d\n",
+					    ret);
+		return reason;
+	}
+
+	if (card_lost) {
+		ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot);
+		ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+		ccid_reset_slots(dev, BIT(slot));
+	}
+	return reason;
+}
+
+/* A URB came back with an error: what the caller should see */
+static int ccid_usb_error(struct ccid_dev *dev, const struct ccid_cmd *cmd,
+			  u8 seq, unsigned int pipe, int err)
+{
+	struct device *d = &dev->intf->dev;
+
+	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+		return -ENODEV;
+	if (test_bit(CCID_FLAG_RESETTING, &dev->flags) ||
+	    test_bit(CCID_FLAG_SUSPENDED, &dev->flags))
+		return -EIO;
+
+	switch (err) {
+	case -ETIMEDOUT:
+		atomic_inc(&dev->stats.timeouts);
+		dev_warn_ratelimited(d, "slot %u: reader does not take command 0x%02x\n",
+				     cmd->slot, cmd->type);
+		return ccid_recover(dev, cmd->slot, seq, -ETIMEDOUT);
+	case -EPIPE:
+		atomic_inc(&dev->stats.clear_halts);
+		dev_warn_ratelimited(d, "bulk-%s endpoint stalled\n",
+				     usb_pipein(pipe) ? "IN" : "OUT");
+		usb_clear_halt(dev->udev, pipe);
+		return ccid_recover(dev, cmd->slot, seq, -EIO);
+	case -EOVERFLOW:
+		ccid_bad_answer(dev, cmd->slot, "more than a message");
+		return ccid_recover(dev, cmd->slot, seq, -EPROTO);
+	case -ENODEV:
+	case -ESHUTDOWN:
+	case -EPERM:
+		return -ENODEV;
+	default:
+		return usb_translate_errors(err);
+	}
 }
 
 /**
@@ -267,7 +365,7 @@ static int ccid_timed_out(struct ccid_dev *dev, const struct ccid_cmd *cmd,
 	atomic_inc(&dev->stats.timeouts);
 	dev_warn_ratelimited(&dev->intf->dev, "slot %u: command 0x%02x: %s\n",
 			     cmd->slot, cmd->type, what);
-	return ccid_give_up(dev, cmd->slot, seq, -ETIMEDOUT);
+	return ccid_recover(dev, cmd->slot, seq, -ETIMEDOUT);
 }
 
 /*
@@ -301,9 +399,9 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 					      "time extensions past the limit" :
 					      "no answer");
 		if (ret == -EINTR || ret == -ECANCELED)
-			return ccid_give_up(dev, cmd->slot, seq, ret);
+			return ccid_recover(dev, cmd->slot, seq, ret);
 		if (ret)
-			return ccid_usb_error(dev, dev->in_pipe, ret);
+			return ccid_usb_error(dev, cmd, seq, dev->in_pipe, ret);
 
 		if (actual > dev->buf_len) {
 			why = "message longer than dwMaxCCIDMessageLength";
@@ -316,6 +414,7 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 		switch (v) {
 		case CCID_RSP_MATCH:
 			cmd->data = dev->in_buf + CCID_HDR_SIZE;
+			ccid_note_presence(dev, cmd->slot, cmd->rsp.status);
 			return 0;
 		case CCID_RSP_STALE:
 			atomic_inc(&dev->stats.stale_frames);
@@ -340,7 +439,8 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			break;
 		}
 
-		return ccid_bad_answer(dev, cmd->slot, why);
+		ccid_bad_answer(dev, cmd->slot, why);
+		return ccid_recover(dev, cmd->slot, seq, -EPROTO);
 	}
 }
 
@@ -363,6 +463,8 @@ int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd)
 
 	if (test_bit(CCID_FLAG_GONE, &dev->flags))
 		return -ENODEV;
+	if (test_bit(CCID_FLAG_SUSPENDED, &dev->flags))
+		return -EIO;
 
 	ccid_build_hdr(dev->out_buf, cmd->type, cmd->len, cmd->slot, seq,
 		       cmd->p[0], cmd->p[1], cmd->p[2]);
@@ -370,7 +472,7 @@ int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd)
 	ccid_set_busy(dev, cmd->slot);
 	ret = ccid_send(dev, CCID_HDR_SIZE + cmd->len);
 	if (ret)
-		ret = ccid_usb_error(dev, dev->out_pipe, ret);
+		ret = ccid_usb_error(dev, cmd, seq, dev->out_pipe, ret);
 	else
 		ret = ccid_read_answer(dev, cmd, seq);
 	ccid_set_busy(dev, -1);

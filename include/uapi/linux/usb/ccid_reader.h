@@ -31,6 +31,7 @@
 /* See Documentation/userspace-api/ioctl/ioctl-number-ccid.rst */
 #define CCID_IOC_MAGIC			0xC1
 
+#define CCID_MAX_SLOT_COUNT		16
 #define CCID_MAX_ATR_SIZE		64
 #define CCID_MAX_PARAMS_SIZE		32
 #define CCID_MAX_TIMEOUT_MS		600000
@@ -237,6 +238,35 @@ struct ccid_abort {
 	__u8  reserved[7];
 };
 
+/* ccid_slot_events.flags */
+#define CCID_EVENTS_ACK_RESET		0x00000001
+
+/**
+ * struct ccid_slot_events - card presence, slot changes and resets
+ * @flags: in, CCID_EVENTS_ACK_RESET: acknowledge every reset reported in
+ *	@reset_pending, so that this file may use the slots again
+ * @present: out, bit N set while slot N holds a card
+ * @reset_pending: out, bit N set when slot N was reset (by the driver's
+ *	recovery, a USB reset or a resume) since this file last acknowledged
+ * @hw_errors: out, RDR_to_PC_HardwareError messages seen so far
+ * @changes: out, per slot, card insertions and removals seen so far; a
+ *	counter that moved tells of a change even when @present looks the same
+ * @generation: out, per slot, how many times the slot was reset
+ * @reserved: zero
+ *
+ * Reading the events also clears EPOLLIN for this file until the next
+ * change.
+ */
+struct ccid_slot_events {
+	__u32 flags;
+	__u32 present;
+	__u32 reset_pending;
+	__u32 hw_errors;
+	__u32 changes[CCID_MAX_SLOT_COUNT];
+	__u32 generation[CCID_MAX_SLOT_COUNT];
+	__u64 reserved[4];
+};
+
 #define CCID_IOC_GET_INFO	_IOR(CCID_IOC_MAGIC, 0x00, struct ccid_reader_info)
 #define CCID_IOC_POWER_ON	_IOWR(CCID_IOC_MAGIC, 0x01, struct ccid_power_on)
 #define CCID_IOC_POWER_OFF	_IOWR(CCID_IOC_MAGIC, 0x02, struct ccid_slot_status)
@@ -248,5 +278,6 @@ struct ccid_abort {
 #define CCID_IOC_RESET_PARAMS	_IOWR(CCID_IOC_MAGIC, 0x08, struct ccid_params)
 #define CCID_IOC_ESCAPE		_IOWR(CCID_IOC_MAGIC, 0x09, struct ccid_xfer)
 #define CCID_IOC_ABORT		_IOW(CCID_IOC_MAGIC, 0x0A, struct ccid_abort)
+#define CCID_IOC_SLOT_EVENTS	_IOWR(CCID_IOC_MAGIC, 0x0B, struct ccid_slot_events)
 
 #endif /* _UAPI__LINUX_USB_CCID_READER_H */
