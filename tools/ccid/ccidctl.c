@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <glob.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,8 @@ static const char usage_text[] =
 "  secure HEX...          send a raw Secure block\n"
 "  escape [HEX...]        send a vendor escape command (CAP_SYS_ADMIN)\n"
 "  abort                  cancel the command in flight on the slot\n"
+"  events [--ack] [--wait MS]\n"
+"                         card presence, slot changes and resets\n"
 "  params                 print the protocol parameters\n"
 "  reset-params           reset them, print the result\n"
 "  set-params T=0|T=1 HEX set them, print the result\n"
@@ -1078,6 +1081,93 @@ static int cmd_abort(struct ctx *c, int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* events */
+
+struct events_opts {
+	int ack;
+	int wait_ms;
+};
+
+static int events_option(struct ctx *c, void *priv, int opt,
+			 const char *arg)
+{
+	struct events_opts *o = priv;
+	char *end;
+	long v;
+
+	switch (opt) {
+	case 'a':
+		o->ack = 1;
+		return 0;
+	case 'w':
+		errno = 0;
+		v = strtol(arg, &end, 0);
+		if (errno || *end || v < 0 || v > INT_MAX)
+			return usage_error(c, "bad --wait '%s'", arg);
+		o->wait_ms = v;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * Card presence, per-slot change counters and reset generations; with
+ * --wait, first wait up to MS milliseconds for poll() to report a change
+ * (EPOLLIN) or a reset (EPOLLPRI).
+ */
+static int cmd_events(struct ctx *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ack", no_argument, NULL, 'a' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct events_opts o = { 0, -1 };
+	struct ccid_reader_info info;
+	struct ccid_slot_events ev;
+	struct pollfd pfd;
+	unsigned int i;
+	int first, ret;
+
+	ret = parse_options(c, argc, argv, longopts, events_option, &o,
+			    &first);
+	if (ret)
+		return ret;
+	if (first < argc)
+		return usage_error(c, "unexpected argument '%s'", argv[first]);
+	ret = open_reader(c);
+	if (ret)
+		return ret;
+	if (ioctl(c->fd, CCID_IOC_GET_INFO, &info))
+		return fail(c, errno, NULL);
+
+	if (o.wait_ms >= 0) {
+		pfd.fd = c->fd;
+		pfd.events = POLLIN | POLLPRI;
+		ret = poll(&pfd, 1, o.wait_ms);
+		if (ret < 0)
+			return fail(c, errno, NULL);
+		printf("poll:%s%s%s%s\n", ret ? "" : " timeout",
+		       pfd.revents & POLLIN ? " in" : "",
+		       pfd.revents & POLLPRI ? " pri" : "",
+		       pfd.revents & POLLHUP ? " hup" : "");
+	}
+
+	memset(&ev, 0, sizeof(ev));
+	ev.flags = o.ack ? CCID_EVENTS_ACK_RESET : 0;
+	if (ioctl(c->fd, CCID_IOC_SLOT_EVENTS, &ev))
+		return fail(c, errno, NULL);
+	printf("present: 0x%x\n", ev.present);
+	printf("reset_pending: 0x%x\n", ev.reset_pending);
+	printf("hw_errors: %u\n", ev.hw_errors);
+	for (i = 0; i < info.num_slots && i < CCID_MAX_SLOT_COUNT; i++)
+		printf("slot %u: changes %u generation %u\n", i,
+		       ev.changes[i], ev.generation[i]);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* params, reset-params, set-params */
 
 static void print_params(const struct ccid_params *p)
@@ -1184,6 +1274,7 @@ static const struct command commands[] = {
 	{ "secure", cmd_secure },
 	{ "escape", cmd_escape },
 	{ "abort", cmd_abort },
+	{ "events", cmd_events },
 	{ "params", cmd_params },
 	{ "reset-params", cmd_reset_params },
 	{ "set-params", cmd_set_params },

@@ -127,6 +127,8 @@ static const struct errno_entry errno_table[] = {
 	  "the card's protocol or voltage class is not supported" },
 	{ EBUSY, "EBUSY", "the slot is busy" },
 	{ ETIME, "ETIME", "PIN entry timed out" },
+	{ ECONNRESET, "ECONNRESET",
+	  "the slot was reset: power the card on again, or acknowledge with 'events --ack'" },
 	{ ENOENT, "ENOENT", NULL },
 	{ ENXIO, "ENXIO", NULL },
 	{ EACCES, "EACCES", NULL },
