@@ -60,10 +60,18 @@ int main(void)
 	SIZE(ccid_abort);
 	FIELD(ccid_abort, reserved);
 
+	SIZE(ccid_slot_events);
+	FIELD(ccid_slot_events, present);
+	FIELD(ccid_slot_events, hw_errors);
+	FIELD(ccid_slot_events, changes);
+	FIELD(ccid_slot_events, generation);
+	FIELD(ccid_slot_events, reserved);
+
 	printf("GET_INFO %08lx XFR_BLOCK %08lx SECURE %08lx PARAMS %08lx\n",
 	       (unsigned long)CCID_IOC_GET_INFO,
 	       (unsigned long)CCID_IOC_XFR_BLOCK,
 	       (unsigned long)CCID_IOC_SECURE,
 	       (unsigned long)CCID_IOC_SET_PARAMS);
+	printf("SLOT_EVENTS %08lx\n", (unsigned long)CCID_IOC_SLOT_EVENTS);
 	return 0;
 }
