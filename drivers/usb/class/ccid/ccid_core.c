@@ -43,8 +43,8 @@ static const struct usb_device_id ccid_ids[] = {
 };
 MODULE_DEVICE_TABLE(usb, ccid_ids);
 
-static char *quirks;
-module_param(quirks, charp, 0444);
+static char quirks[256];
+module_param_string(quirks, quirks, sizeof(quirks), 0644);
 MODULE_PARM_DESC(quirks,
 		 "VID:PID:FLAGS[,...] replaces the built-in quirks of a reader; FLAGS: s = Secure is broken, f = bogus firmware, none = empty");
 
@@ -518,8 +518,11 @@ static int ccid_apply_quirks(struct ccid_dev *dev)
 	u32 flags = q ? q->flags : 0;
 	int ret;
 
-	if (quirks) {
+	if (quirks[0]) {
+		/* the parameter may be rewritten at any time */
+		kernel_param_lock(THIS_MODULE);
 		ret = ccid_quirk_override(quirks, vid, pid, &flags);
+		kernel_param_unlock(THIS_MODULE);
 		if (ret < 0)
 			dev_warn(d, "ignoring malformed quirks parameter\n");
 		else if (ret)
