@@ -18,4 +18,15 @@ typedef uint32_t u32;
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define BIT(n)		(1U << (n))
 
+/* The kernel's hex_to_bin(): the value of a hex digit, or -1 */
+static inline int hex_to_bin(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch |= 0x20;
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
 #endif /* _CCID_USER_COMPAT_H */

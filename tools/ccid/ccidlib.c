@@ -10,20 +10,8 @@
 
 #include <linux/usb/ccid_reader.h>
 
+#include "ccid_user_compat.h"
 #include "ccidlib.h"
-
-#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static bool hex_separator(char c)
 {
@@ -53,10 +41,10 @@ ssize_t ccid_parse_hex(const char *s, uint8_t *buf, size_t size)
 			s++;
 			continue;
 		}
-		hi = hex_digit(s[0]);
+		hi = hex_to_bin(s[0]);
 		if (hi < 0)
 			return -EINVAL;
-		lo = hex_digit(s[1]);
+		lo = hex_to_bin(s[1]);
 		if (lo < 0)
 			return -EINVAL;
 		if (len == size)

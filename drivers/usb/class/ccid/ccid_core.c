@@ -662,6 +662,21 @@ static void ccid_restart_io(struct ccid_dev *dev)
 	mutex_unlock(&dev->open_mutex);
 }
 
+/* A reset or a suspend begins: end the I/O in flight, hold new I/O. */
+static void ccid_quiesce(struct ccid_dev *dev, int flag)
+{
+	set_bit(flag, &dev->flags);
+	ccid_stop_io(dev);
+}
+
+/* ...and is over: the cards lost power, every slot starts a new generation. */
+static void ccid_wake(struct ccid_dev *dev, int flag)
+{
+	clear_bit(flag, &dev->flags);
+	ccid_restart_io(dev);
+	ccid_reset_slots(dev, GENMASK(dev->desc.max_slot_index, 0));
+}
+
 static void ccid_disconnect(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
@@ -692,21 +707,17 @@ static int ccid_pre_reset(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
-	set_bit(CCID_FLAG_RESETTING, &dev->flags);
-	ccid_stop_io(dev);
+	ccid_quiesce(dev, CCID_FLAG_RESETTING);
 	if (!dev->self_reset)
 		mutex_lock(&dev->io_mutex);
 	return 0;
 }
 
-/* Every card lost its power: every slot starts a new generation. */
 static int ccid_post_reset(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
-	clear_bit(CCID_FLAG_RESETTING, &dev->flags);
-	ccid_restart_io(dev);
-	ccid_reset_slots(dev, GENMASK(dev->desc.max_slot_index, 0));
+	ccid_wake(dev, CCID_FLAG_RESETTING);
 	if (!dev->self_reset)
 		mutex_unlock(&dev->io_mutex);
 	return 0;
@@ -720,8 +731,7 @@ static int ccid_suspend(struct usb_interface *intf, pm_message_t message)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
-	set_bit(CCID_FLAG_SUSPENDED, &dev->flags);
-	ccid_stop_io(dev);
+	ccid_quiesce(dev, CCID_FLAG_SUSPENDED);
 	return 0;
 }
 
@@ -729,9 +739,7 @@ static int ccid_resume(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
-	clear_bit(CCID_FLAG_SUSPENDED, &dev->flags);
-	ccid_restart_io(dev);
-	ccid_reset_slots(dev, GENMASK(dev->desc.max_slot_index, 0));
+	ccid_wake(dev, CCID_FLAG_SUSPENDED);
 	return 0;
 }
 

@@ -551,17 +551,6 @@ const struct ccid_quirk *ccid_find_quirk(u16 vid, u16 pid, u16 bcd)
 	return NULL;
 }
 
-static int ccid_hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Four hex digits, then @sep */
 static int ccid_parse_id(const char **p, char sep, u16 *id)
 {
@@ -569,7 +558,7 @@ static int ccid_parse_id(const char **p, char sep, u16 *id)
 
 	*id = 0;
 	for (i = 0; i < 4; i++) {
-		d = ccid_hex_digit((*p)[i]);
+		d = hex_to_bin((*p)[i]);
 		if (d < 0)
 			return -EINVAL;
 		*id = *id << 4 | d;
