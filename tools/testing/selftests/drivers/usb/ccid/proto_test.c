@@ -1579,6 +1579,103 @@ static unsigned long long env_ull(const char *name, unsigned long long def)
 	return s && *s ? strtoull(s, NULL, 0) : def;
 }
 
+TEST(int_msg_notify)
+{
+	struct ccid_int_msg m;
+	const char *why = NULL;
+	/* slots 0..5: present+changed, absent, present, changed only, ... */
+	const u8 msg[] = { 0x50, 0x3 | 0x0 << 2 | 0x1 << 4 | 0x2 << 6, 0x01 };
+
+	ASSERT_EQ(0, ccid_parse_int_msg(msg, sizeof(msg), 5, &m, &why));
+	EXPECT_EQ(0x50, m.type);
+	EXPECT_EQ(0x01u | 0x04 | 0x10, m.present);
+	EXPECT_EQ(0x01u | 0x08, m.changed);
+	/* One slot needs one byte of bits, five need two */
+	EXPECT_EQ(0, ccid_parse_int_msg(msg, 2, 1, &m, &why));
+	EXPECT_EQ(-EPROTO, ccid_parse_int_msg(msg, 2, 5, &m, &why));
+	EXPECT_WHY("NotifySlotChange too short", why);
+	EXPECT_EQ(-EPROTO, ccid_parse_int_msg(msg, 1, 1, &m, &why));
+	EXPECT_EQ(-EPROTO, ccid_parse_int_msg(msg, 0, 1, &m, &why));
+	EXPECT_WHY("empty interrupt message", why);
+}
+
+TEST(int_msg_hw_error)
+{
+	const u8 msg[] = { 0x51, 0x01, 0x07, 0x01 };
+	const u8 bad[] = { 0x52, 0x00 };
+	struct ccid_int_msg m;
+	const char *why = NULL;
+
+	ASSERT_EQ(0, ccid_parse_int_msg(msg, sizeof(msg), 2, &m, &why));
+	EXPECT_EQ(0x51, m.type);
+	EXPECT_EQ(1, m.slot);
+	EXPECT_EQ(7, m.seq);
+	EXPECT_EQ(1, m.code);
+	EXPECT_EQ(-EPROTO, ccid_parse_int_msg(msg, sizeof(msg), 1, &m, &why));
+	EXPECT_WHY("HardwareError for a slot the reader lacks", why);
+	EXPECT_EQ(-EPROTO, ccid_parse_int_msg(msg, 3, 2, &m, &why));
+	EXPECT_WHY("HardwareError too short", why);
+	EXPECT_EQ(-EPROTO, ccid_parse_int_msg(bad, sizeof(bad), 1, &m, &why));
+	EXPECT_WHY("unknown interrupt message", why);
+}
+
+TEST(quirk_table)
+{
+	const struct ccid_quirk *q;
+
+	q = ccid_find_quirk(0x04e6, 0xe003, 0x0700);
+	ASSERT_NE(NULL, q);
+	EXPECT_EQ((u32)CCID_QUIRK_BROKEN_SECURE, q->flags);
+	EXPECT_EQ(0x0701, q->fixed_in);
+	EXPECT_EQ(NULL, ccid_find_quirk(0x04e6, 0xe003, 0x0701));
+	EXPECT_EQ(NULL, ccid_find_quirk(0x04e6, 0xe003, 0x0510));
+	q = ccid_find_quirk(0x04e6, 0xe003, 0x050f);
+	ASSERT_NE(NULL, q);
+	EXPECT_EQ((u32)CCID_QUIRK_BOGUS_FIRMWARE, q->flags);
+	EXPECT_EQ(0x0510, q->fixed_in);
+	EXPECT_NE(NULL, ccid_find_quirk(0x04e6, 0xe001, 0x0515));
+	EXPECT_EQ(NULL, ccid_find_quirk(0x04e6, 0xe001, 0x0516));
+	EXPECT_NE(NULL, ccid_find_quirk(0x04e6, 0x5111, 0x061f));
+	EXPECT_NE(NULL, ccid_find_quirk(0x04e6, 0x5291, 0x0111));
+	EXPECT_EQ(NULL, ccid_find_quirk(0x08e6, 0x4433, 0x0000));
+}
+
+TEST(quirk_override)
+{
+	u32 flags = 0x80;
+
+	EXPECT_EQ(0, ccid_quirk_override("", 0x04e6, 0xe003, &flags));
+	EXPECT_EQ(0x80u, flags);
+	EXPECT_EQ(1, ccid_quirk_override("04e6:e003:", 0x04e6, 0xe003,
+					 &flags));
+	EXPECT_EQ(0u, flags);
+	EXPECT_EQ(1, ccid_quirk_override("04E6:E003:sf\n", 0x04e6, 0xe003,
+					 &flags));
+	EXPECT_EQ((u32)(CCID_QUIRK_BROKEN_SECURE | CCID_QUIRK_BOGUS_FIRMWARE),
+		  flags);
+	/* Another reader's entry leaves the flags alone; the last one wins */
+	flags = 0x80;
+	EXPECT_EQ(0, ccid_quirk_override("1234:5678:s", 0x04e6, 0xe003,
+					 &flags));
+	EXPECT_EQ(0x80u, flags);
+	EXPECT_EQ(1, ccid_quirk_override("04e6:e003:s,1234:5678:,04e6:e003:f",
+					 0x04e6, 0xe003, &flags));
+	EXPECT_EQ((u32)CCID_QUIRK_BOGUS_FIRMWARE, flags);
+	/* Malformed: nothing changes */
+	flags = 0x80;
+	EXPECT_EQ(-EINVAL, ccid_quirk_override("4e6:e003:s", 0x04e6, 0xe003,
+					      &flags));
+	EXPECT_EQ(-EINVAL, ccid_quirk_override("04e6-e003:s", 0x04e6, 0xe003,
+					      &flags));
+	EXPECT_EQ(-EINVAL, ccid_quirk_override("04e6:e003:x", 0x04e6, 0xe003,
+					      &flags));
+	EXPECT_EQ(-EINVAL, ccid_quirk_override("04e6:e003", 0x04e6, 0xe003,
+					      &flags));
+	EXPECT_EQ(-EINVAL, ccid_quirk_override("04e6:e003:s\nx", 0x04e6,
+					      0xe003, &flags));
+	EXPECT_EQ(0x80u, flags);
+}
+
 TEST(fuzz)
 {
 	unsigned long long seed = env_ull("CCID_FUZZ_SEED", FUZZ_SEED);
