@@ -284,8 +284,10 @@ static long ccid_ioctl_xfer(struct ccid_file *f, unsigned int ioc,
 	cmd.timeout_ms = ccid_timeout(x.timeout_ms, CCID_TIMEOUT_XFR_MS);
 
 	if (ioc == CCID_IOC_SECURE &&
-	    (dev->quirks & CCID_QUIRK_BROKEN_SECURE))
+	    (dev->quirks & CCID_QUIRK_BROKEN_SECURE)) {
+		ccid_bad_arg(dev, "Secure disabled by the broken_secure quirk");
 		return -EOPNOTSUPP;
+	}
 
 	ret = ccid_lock(dev);
 	if (ret)

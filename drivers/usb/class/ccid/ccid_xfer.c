@@ -395,7 +395,8 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 		else
 			ret = ccid_recv(dev, wait_end - now, true, &actual);
 		if (ret == -ETIMEDOUT)
-			return ccid_timed_out(dev, cmd, seq, extensions ?
+			return ccid_timed_out(dev, cmd, seq,
+					      extensions && wait_end == hard_end ?
 					      "time extensions past the limit" :
 					      "no answer");
 		if (ret == -EINTR || ret == -ECANCELED)
