@@ -120,6 +120,8 @@ ksft "ccidctl (host)" "$st/ccidctl_test.sh"
 for k in 6.1 6.12; do
 	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \
 		"$top/$st/vm_suite.sh"
+	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none -- \
+		"$top/$st/vm_emu_suite.sh"
 done
 
 echo "1..$n"

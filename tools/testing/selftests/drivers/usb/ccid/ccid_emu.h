@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ccid_emu - an emulated USB CCID smart-card reader, served to the
+ * kernel's vhci_hcd over USB/IP.  Shared definitions of the three parts:
+ *
+ *   ccid_emu.c       options, the event log, the control channel, the loop
+ *   ccid_emu_usb.c   USB/IP, attaching, descriptors, ep0, URB queues
+ *   ccid_emu_card.c  the CCID reader, its slots and cards, the scripts
+ *
+ * See the comment at the top of ccid_emu.c (or ccid_emu --help).
+ */
+#ifndef CCID_EMU_H
+#define CCID_EMU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#endif
+
+#define EMU_MAX_SLOTS		16
+#define EMU_MAX_EPS		8
+#define EMU_MAX_AIDS		16
+#define EMU_MAX_SCRIPTS		128
+#define EMU_MAX_PATCHES		16
+#define EMU_MAX_ATR		256	/* more than a real ATR: hostile ones too */
+#define EMU_CLASS_DESC_LEN	54
+#define EMU_HDR			10	/* CCID message header */
+
+/* CCID message types */
+#define PC_SET_PARAMS		0x61
+#define PC_POWER_ON		0x62
+#define PC_POWER_OFF		0x63
+#define PC_GET_SLOT_STATUS	0x65
+#define PC_SECURE		0x69
+#define PC_T0APDU		0x6a
+#define PC_ESCAPE		0x6b
+#define PC_GET_PARAMS		0x6c
+#define PC_RESET_PARAMS		0x6d
+#define PC_ICC_CLOCK		0x6e
+#define PC_XFR_BLOCK		0x6f
+#define PC_MECHANICAL		0x71
+#define PC_ABORT		0x72
+#define PC_SET_RATE		0x73
+#define RDR_DATA_BLOCK		0x80
+#define RDR_SLOT_STATUS		0x81
+#define RDR_PARAMS		0x82
+#define RDR_ESCAPE		0x83
+#define RDR_RATE		0x84
+#define RDR_NOTIFY_SLOT		0x50
+#define RDR_HW_ERROR		0x51
+
+/* bError */
+#define ERR_CMD_ABORTED		0xff
+#define ERR_ICC_MUTE		0xfe
+#define ERR_HW_ERROR		0xfb
+#define ERR_PIN_TIMEOUT		0xf0
+#define ERR_PIN_CANCELLED	0xef
+#define ERR_SLOT_BUSY		0xe0
+
+#define ST_FAILED		0x40
+#define ST_TIME_EXT		0x80
+
+#define LEVEL_MASK		0x00070000u
+#define LEVEL_CHAR		0x00000000u
+#define LEVEL_TPDU		0x00010000u
+#define LEVEL_SHORT		0x00020000u
+#define LEVEL_EXT		0x00040000u
+
+enum ep_role {
+	ROLE_BULK_IN,		/* CCID answers */
+	ROLE_BULK_OUT,		/* CCID commands */
+	ROLE_INT_IN,		/* slot change and hardware error */
+	ROLE_INT_OUT,		/* junk: data taken and dropped */
+	ROLE_ISO_IN,		/* junk: URBs stay pending */
+	ROLE_ISO_OUT,		/* junk: data taken and dropped */
+};
+
+struct ep_cfg {
+	uint8_t addr;		/* bEndpointAddress */
+	uint8_t type;		/* bmAttributes transfer type, 0..3 */
+	enum ep_role role;
+	uint16_t maxp;
+	uint8_t interval;
+	bool halted;
+};
+
+enum script_kind {
+	SCR_TIME_EXT,		/* a = count, b = multiplier */
+	SCR_DELAY,		/* a = ms */
+	SCR_STALL_IN,
+	SCR_STALL_OUT,
+	SCR_BAD,		/* a = enum bad_kind */
+	SCR_INSERT,		/* a = slot */
+	SCR_REMOVE,		/* a = slot */
+	SCR_HWERROR,		/* a = slot */
+};
+
+enum bad_kind {
+	BAD_WRONG_SEQ,
+	BAD_WRONG_SLOT,
+	BAD_DUPLICATE,
+	BAD_WRONG_TYPE,
+	BAD_LEN_OVER_DATA,
+	BAD_LEN_OVER_MAX,
+	BAD_SHORT_HEADER,
+	BAD_BABBLE,
+	BAD_WRONG_SEQ_THEN_RIGHT,
+	BAD_GARBAGE,		/* --random only: random bytes */
+	BAD_NONE,
+};
+
+struct script {
+	unsigned int n;		/* 1-based bulk-OUT command number */
+	enum script_kind kind;
+	unsigned int a, b;
+};
+
+enum abort_mode { ABORT_ANSWER, ABORT_IGNORE, ABORT_AFTER_CLEAR_HALT };
+enum abort_req_mode { AREQ_OK, AREQ_STALL, AREQ_IGNORE };
+enum class_place { PLACE_INTERFACE, PLACE_ENDPOINT, PLACE_NONE };
+
+struct patch {
+	unsigned int offset;
+	uint8_t bytes[32];
+	size_t len;
+};
+
+/* Everything the command line sets */
+struct emu_cfg {
+	/* USB personality */
+	int speed;
+	uint16_t vid, pid, bcd_device, bcd_usb;
+	uint8_t iface_class, iface_subclass, iface_protocol;
+	const char *manufacturer, *product, *serial;
+	struct ep_cfg eps[EMU_MAX_EPS];
+	int num_eps;
+	int bulk_maxp, int_maxp;
+	/* CCID class descriptor */
+	uint16_t bcd_ccid;
+	uint8_t max_slot;
+	uint8_t voltage;
+	uint32_t protocols;
+	uint32_t features;
+	uint32_t max_msg;
+	uint8_t pin_support;
+	uint8_t max_busy;
+	uint16_t lcd_layout;
+	uint32_t max_ifsd;
+	uint8_t class_get_response, class_envelope;
+	uint8_t class_raw[512];
+	size_t class_raw_len;		/* --class-desc: 0 = built */
+	int class_len;			/* --class-desc-len, -1 = 54 */
+	int class_type;			/* --class-desc-type, -1 = 0x21 */
+	enum class_place class_place;
+	struct patch dev_patch[EMU_MAX_PATCHES], cfg_patch[EMU_MAX_PATCHES];
+	int num_dev_patch, num_cfg_patch;
+	/* Cards */
+	uint8_t atr[EMU_MAX_SLOTS][EMU_MAX_ATR];
+	size_t atr_len[EMU_MAX_SLOTS];
+	bool absent[EMU_MAX_SLOTS];
+	bool powered[EMU_MAX_SLOTS];
+	int protocol;			/* 0 or 1: the card's protocol */
+	const char *pin;
+	int pin_tries;
+	uint8_t aids[EMU_MAX_AIDS][16];
+	size_t aid_len[EMU_MAX_AIDS];
+	int num_aids;
+	/* PIN pad */
+	const char *pad_pin;		/* NULL: wait for "pin" on the ctl */
+	unsigned int pin_delay_ms;
+	unsigned int pin_timeout_ms;
+	bool spr332_fw700;
+	bool notify_on_config;
+	/* Scripts */
+	struct script scripts[EMU_MAX_SCRIPTS];
+	int num_scripts;
+	unsigned int time_ext_gap_ms;
+	unsigned int mute_after;	/* 0 = never */
+	unsigned int disconnect_at;	/* 0 = never */
+	enum abort_mode abort_mode;
+	enum abort_req_mode abort_req;
+	bool revive_on_reset;
+	bool random;
+	uint64_t seed;
+	/* Process */
+	const char *log_path;
+	const char *ctl_path;
+	bool timestamps;
+	bool verbose;
+	int port;			/* -1: the first free one */
+	unsigned int node_timeout_ms;	/* "node none" after this */
+};
+
+extern struct emu_cfg cfg;
+
+/* ccid_emu.c */
+void elog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hexstr(char *out, size_t size, const uint8_t *buf, size_t len);
+uint64_t now_ms(void);
+uint64_t emu_rand(void);
+void emu_exit(const char *reason);
+
+/* ccid_emu_usb.c */
+int usb_attach(void);
+int usb_fd(void);
+void usb_close(void);
+int usb_input(void);
+void usb_pump(void);
+int64_t usb_next_timer(void);
+void usb_timers(void);
+void usb_queue_frame(unsigned int cmd_no, uint8_t slot, uint8_t seq,
+		     const uint8_t *buf, size_t len, uint64_t due,
+		     unsigned int flags, const char *what);
+void usb_queue_notify(const uint8_t *buf, size_t len);
+unsigned int usb_drop_frames(uint8_t slot, int seq);
+void usb_halt(enum ep_role role);
+bool usb_has_role(enum ep_role role);
+int usb_reset_device(const char *busid);
+
+/* usb_queue_frame() flags */
+#define FR_FINAL	0x01	/* the last frame of a command's answer */
+#define FR_BABBLE	0x02	/* fill the URB, complete with -EOVERFLOW */
+#define FR_NO_SPLIT	0x04	/* truncate to the URB instead of splitting */
+#define FR_WEDGE	0x08	/* the reader wedges once this is sent */
+
+/* ccid_emu_card.c */
+void ccid_init(void);
+int ccid_out_urb(const uint8_t *data, size_t len, bool short_end);
+int ccid_abort_request(uint16_t value);
+void ccid_clear_halt(enum ep_role role);
+void ccid_usb_reset(void);
+void ccid_configured(void);
+void ccid_frame_sent(uint8_t slot, uint8_t seq, unsigned int flags);
+int64_t ccid_next_timer(void);
+void ccid_timers(void);
+int ccid_ctl(char *line);
+uint8_t ccid_icc_status(int slot);
+bool ccid_wedged(void);
+int ccid_bad_kind(const char *name);
+
+/* ccid_out_urb() results besides 0 */
+#define OUT_STALL	1
+#define OUT_DISCONNECT	2
+
+#endif /* CCID_EMU_H */

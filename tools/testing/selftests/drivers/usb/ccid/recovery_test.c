@@ -1,0 +1,2430 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Recovery tests of ccid.ko against ccid_emu, the emulated USB/IP reader,
+ * inside the VM that run-vm boots (--reader none: vhci_hcd only).
+ *
+ * Every test starts its own emulator with the behaviour it needs, finds
+ * the reader's node in the emulator's "node" event, and checks four
+ * independent witnesses of what happened:
+ *  - the ioctl's errno (and whether the structure was written back: the
+ *    tests preset status to 0xFF, which a real answer never carries);
+ *  - the exact change of every recovery counter in sysfs;
+ *  - the emulator's event log, which shows what the driver sent on the
+ *    wire (commands, ABORT requests, PC_to_RDR_Abort, clear halts, resets);
+ *  - the new kernel log lines, read from /dev/kmsg.
+ * Durations are bounded from above only (besides "at least the timeout"),
+ * with the generous bounds of LADDER_MAX_MS and PROMPT_MS.
+ *
+ * The tests cover the SCM SPR332 firmware 7.00 story end to end (the
+ * broken_secure quirk, and the full recovery ladder when the quirk is
+ * overridden), each step of the ladder alone, every malformed answer the
+ * emulator can send, time extensions, a signal or CCID_IOC_ABORT during a
+ * PIN entry, unplug, and stalled endpoints.
+ *
+ * Run: tools/testing/selftests/drivers/usb/ccid/run-vm --reader none -- \
+ *	tools/testing/selftests/drivers/usb/ccid/recovery_test
+ * The emulator's events and the new kernel log lines are shown for a test
+ * that fails, and for every test with CCID_RECOVERY_VERBOSE=1.  CCID_EMU
+ * names another emulator binary.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/netlink.h>
+#include <linux/usb/ccid_reader.h>
+
+/*
+ * The harness's functions do not use all their parameters, and its
+ * EXPECT_EQ(0, unsigned_field) compares an int with an unsigned.  Its
+ * TEST_F() wrapper reads "child" after a longjmp; with a parent teardown
+ * either value leads to exactly one teardown, which works in either
+ * process (see env_teardown()).
+ */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wclobbered"
+#include "kselftest_harness.h"
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#endif
+
+#define VHCI_ATTACH		"/sys/devices/platform/vhci_hcd.0/attach"
+#define QUIRKS_PARAM		"/sys/module/ccid/parameters/quirks"
+
+/* The timeout the tests give their XfrBlocks */
+#define XFR_T_MS		1000
+/*
+ * Upper bound for a command with a 1 s timeout that needs recovery, up to
+ * a USB reset: Documentation/usb/ccid.rst gives about 20 s for a reader
+ * that is mute but takes commands and control requests; twice that.
+ */
+#define LADDER_MAX_MS		40000
+/* A signal, CCID_IOC_ABORT or an unplug ends a command this fast */
+#define PROMPT_MS		10000
+/* Attach, enumeration and bind under TCG */
+#define NODE_WAIT_MS		30000
+#define EMU_EXIT_MS		5000
+
+/* ------------------------------------------------------------------ */
+/* APDUs, PIN blocks */
+
+/* ccid_emu's echo: 80 EE P1 P2 Lc DATA -> DATA 90 00 */
+static const uint8_t echo_apdu[] = {
+	0x80, 0xee, 0x00, 0x00, 0x04, 0x01, 0x02, 0x03, 0x04
+};
+
+static const uint8_t echo_rsp[] = { 0x01, 0x02, 0x03, 0x04, 0x90, 0x00 };
+
+static const uint8_t sw_90_00[] = { 0x90, 0x00 };
+
+/* PC/SC part 10: PIN entry timed out; what firmware 7.00 answers */
+static const uint8_t sw_64_00[] = { 0x64, 0x00 };
+
+/* The SPR532-family escape GnuPG sends before a case 1 verify */
+static const uint8_t spr532_escape[] = { 0x80, 0x02, 0x00 };
+
+/*
+ * The 19-byte PC_to_RDR_Secure block of the SPR332 report
+ * (reader-behaviours.md), built field by field.
+ */
+static void spr332_verify_block(uint8_t blk[19])
+{
+	static const uint8_t apdu[] = { 0x00, 0x20, 0x00, 0x82 };
+	const uint16_t max_extra = 0x0619;	/* 6..25 digits */
+	const uint16_t lang = 0x0409;
+	size_t i = 0;
+
+	blk[i++] = CCID_PIN_OP_VERIFY;		/* bPINOperation */
+	blk[i++] = 0x00;			/* bTimeOut: reader default */
+	blk[i++] = 0x82;			/* bmFormatString: bytes, ASCII */
+	blk[i++] = 0x00;			/* bmPINBlockString */
+	blk[i++] = 0x00;			/* bmPINLengthFormat */
+	blk[i++] = max_extra & 0xff;		/* wPINMaxExtraDigit */
+	blk[i++] = max_extra >> 8;
+	blk[i++] = 0x02;			/* bEntryValidationCondition */
+	blk[i++] = 0x01;			/* bNumberMessage */
+	blk[i++] = lang & 0xff;			/* wLangId */
+	blk[i++] = lang >> 8;
+	blk[i++] = 0x00;			/* bMsgIndex */
+	blk[i++] = 0x00;			/* bTeoPrologue */
+	blk[i++] = 0x00;
+	blk[i++] = 0x00;
+	memcpy(blk + i, apdu, sizeof(apdu));	/* abPINApdu, case 1 */
+}
+
+/* A modify block (three messages, bConfirmPIN 3) */
+static const uint8_t modify_blk[] = {
+	0x01, 0x00, 0x82, 0x00, 0x00, 0x00, 0x00, 0x19, 0x01, 0x03, 0x02,
+	0x03, 0x09, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x24,
+	0x00, 0x82
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers */
+
+static bool in_vm(void)
+{
+	const char *vm = getenv("CCID_VM");
+
+	return vm && !strcmp(vm, "1");
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static const char *errname(int err)
+{
+	const char *name;
+
+	if (err < 0)
+		err = -err;
+	if (!err)
+		return "0";
+	name = strerrorname_np(err);
+	return name ? name : "?";
+}
+
+/* snprintf() for paths: truncation leaves "" (never a wrong path) */
+static void __printf(3, 4) strf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size)
+		buf[0] = '\0';
+}
+
+static void hex(char *out, size_t size, const uint8_t *buf, size_t len)
+{
+	size_t i, pos = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < len && pos + 4 < size; i++)
+		pos += snprintf(out + pos, size - pos, "%s%02X", i ? " " : "",
+				buf[i]);
+}
+
+/* A whole file, NUL-terminated, or NULL */
+static char *slurp(const char *path)
+{
+	size_t size = 4096, len = 0;
+	char *buf = malloc(size);
+	ssize_t n;
+	int fd;
+
+	if (!buf)
+		return NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		free(buf);
+		return NULL;
+	}
+	for (;;) {
+		if (len + 1 >= size) {
+			char *p = realloc(buf, size * 2);
+
+			if (!p)
+				break;
+			buf = p;
+			size *= 2;
+		}
+		n = read(fd, buf + len, size - 1 - len);
+		if (n <= 0)
+			break;
+		len += n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* A sysfs attribute, NUL-terminated, newline kept; "" when unreadable */
+static void read_attr(const char *path, char *buf, size_t size)
+{
+	ssize_t n = -1;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, size - 1);
+		close(fd);
+	}
+	buf[n < 0 ? 0 : n] = '\0';
+}
+
+static int write_file(const char *path, const void *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, buf, len);
+	n = n < 0 ? -errno : n == (ssize_t)len ? 0 : -EIO;
+	close(fd);
+	return n;
+}
+
+static int pidfd_open_(pid_t pid)
+{
+	return syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The environment of a test: an emulator, its reader, the kernel log */
+
+struct env {
+	pid_t emu_pid;			/* 0: none running */
+	int emu_status;			/* its wait status once reaped */
+	int ctl_fd, kmsg_fd, fd;	/* valid in the test process only */
+	int uevent_fd;
+	char dir[64];			/* temporary directory */
+	char log[128], ctl[128], err[128];
+	char dev[64];			/* /dev/ccidN */
+	char busid[32];			/* USB device, e.g. 3-1 */
+	char busre[64];			/* the same, as a regex */
+	char attrs[PATH_MAX];		/* /sys/class/usbmisc/ccidN/device */
+	char quirks_saved[256];
+	bool quirks_changed;
+	size_t kmsg_len;
+	char kmsg[1 << 16];		/* new kernel log lines, text only */
+};
+
+static void env_init(struct env *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ctl_fd = -1;
+	e->kmsg_fd = -1;
+	e->fd = -1;
+	e->uevent_fd = -1;
+}
+
+/* Why the tests cannot run here, or NULL */
+static const char *env_skip_reason(void)
+{
+	if (!in_vm())
+		return "not in the ccid test VM (CCID_VM unset): use run-vm --reader none";
+	if (access(VHCI_ATTACH, W_OK))
+		return "vhci_hcd is not loaded (no " VHCI_ATTACH ")";
+	return NULL;
+}
+
+/* ---- the kernel log ---- */
+
+/* Only lines logged from now on count */
+static void kmsg_mark(struct env *e)
+{
+	if (e->kmsg_fd < 0)
+		e->kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (e->kmsg_fd >= 0)
+		lseek(e->kmsg_fd, 0, SEEK_END);
+	e->kmsg_len = 0;
+	e->kmsg[0] = '\0';
+}
+
+/* Append the new records' text ("pri,seq,ts,flags;text\n KEY=..") */
+static void kmsg_pull(struct env *e)
+{
+	char rec[8192];
+	ssize_t n;
+
+	if (e->kmsg_fd < 0)
+		return;
+	for (;;) {
+		char *text, *nl;
+		size_t len;
+
+		n = read(e->kmsg_fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;	/* overwritten records: go on */
+		/* EAGAIN: nothing new; EINVAL: cannot happen with 8 KiB */
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		text = strchr(rec, ';');
+		if (!text)
+			continue;
+		text++;
+		nl = strchr(text, '\n');
+		if (nl)
+			*nl = '\0';
+		len = strlen(text);
+		if (e->kmsg_len + len + 2 > sizeof(e->kmsg))
+			continue;
+		memcpy(e->kmsg + e->kmsg_len, text, len);
+		e->kmsg_len += len;
+		e->kmsg[e->kmsg_len++] = '\n';
+		e->kmsg[e->kmsg_len] = '\0';
+	}
+}
+
+/* Lines of @text matching the regex, counted */
+static int count_lines(const char *text, const char *re)
+{
+	const char *p = text;
+	char line[1024];
+	regex_t r;
+	int n = 0;
+
+	if (!text || regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
+		return -1;
+	while (*p) {
+		size_t len = strcspn(p, "\n");
+
+		strf(line, sizeof(line), "%.*s", (int)len, p);
+		if (!regexec(&r, line, 0, NULL, 0))
+			n++;
+		p += len;
+		if (*p)
+			p++;
+	}
+	regfree(&r);
+	return n;
+}
+
+static int __printf(2, 3) kmsg_count(struct env *e, const char *fmt, ...)
+{
+	char re[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(re, sizeof(re), fmt, ap);
+	va_end(ap);
+	kmsg_pull(e);
+	return count_lines(e->kmsg, re);
+}
+
+/* The driver's lines about this reader start with this */
+#define DRV	"^ccid %s:1\\.0: "
+
+static const char * const kernel_bad[] = {
+	"BUG:", "WARNING:", "Oops", "general protection", "blocked for more than",
+	"UBSAN:", "KASAN:", "KFENCE:", "refcount_t:", "list_add corruption",
+	"list_del corruption", "DEBUG_LOCKS_WARN_ON", "possible circular locking",
+	"cannot resubmit interrupt-IN", "interrupt-IN keeps failing",
+	/* only the test of a reader that stays dead expects this one */
+	"reader still dead after a reset",
+};
+
+/* No new line says the kernel or the driver went wrong */
+static void expect_kmsg_clean(struct __test_metadata *_metadata,
+			      struct env *e, int line, bool dead_ok)
+{
+	const char *bad;
+	size_t i;
+
+	kmsg_pull(e);
+	for (i = 0; i < ARRAY_SIZE(kernel_bad) - dead_ok; i++) {
+		bad = kernel_bad[i];
+		EXPECT_EQ(NULL, strstr(e->kmsg, bad))
+			TH_LOG("line %d: kernel log has \"%s\"", line, bad);
+	}
+}
+
+#define EXPECT_KMSG_CLEAN(e)	expect_kmsg_clean(_metadata, e, __LINE__, false)
+
+/* ---- uevents ---- */
+
+/* Listen to the kernel's uevents from now on */
+static void uevent_listen(struct env *e)
+{
+	struct sockaddr_nl sa = {
+		.nl_family = AF_NETLINK, .nl_groups = 1,
+	};
+	int size = 1 << 20;
+
+	e->uevent_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK |
+			      SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+	if (e->uevent_fd < 0)
+		return;
+	setsockopt(e->uevent_fd, SOL_SOCKET, SO_RCVBUFFORCE, &size,
+		   sizeof(size));
+	if (bind(e->uevent_fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		close(e->uevent_fd);
+		e->uevent_fd = -1;
+	}
+}
+
+/*
+ * "change" uevents of the reader's interface with CCID_EVENT=reset and
+ * CCID_SLOTS=@slots received since the last call; -1 without a socket.
+ */
+static int uevent_resets(struct env *e, const char *slots)
+{
+	char msg[8192], devpath[128], want[64];
+	int n = 0;
+	ssize_t len;
+
+	if (e->uevent_fd < 0)
+		return -1;
+	strf(devpath, sizeof(devpath), "/%s:1.0", e->busid);
+	strf(want, sizeof(want), "CCID_SLOTS=%s", slots);
+	while ((len = recv(e->uevent_fd, msg, sizeof(msg) - 1, 0)) > 0) {
+		bool reset = false, mask = false;
+		char *p = msg, *end = msg + len;
+		size_t l;
+
+		msg[len] = '\0';
+		l = strlen(p);
+		/* "change@/devices/.../3-1/3-1:1.0" */
+		if (strncmp(p, "change@", 7) || l < strlen(devpath) ||
+		    strcmp(p + l - strlen(devpath), devpath))
+			continue;
+		for (p += l + 1; p < end; p += strlen(p) + 1) {
+			reset |= !strcmp(p, "CCID_EVENT=reset");
+			mask |= !strcmp(p, want);
+		}
+		n += reset && mask;
+	}
+	return n;
+}
+
+/* ---- the emulator's event log ---- */
+
+/*
+ * Index of the first event line at or after line @from that matches the
+ * regex, its text in @line (may be NULL); -1 when there is none.
+ */
+static int __printf(5, 6) log_find(struct env *e, int from, char *line,
+				   size_t size, const char *fmt, ...)
+{
+	char re[512], buf[1024], *log, *p;
+	int i = 0, found = -1;
+	va_list ap;
+	regex_t r;
+
+	va_start(ap, fmt);
+	vsnprintf(re, sizeof(re), fmt, ap);
+	va_end(ap);
+	log = slurp(e->log);
+	if (!log)
+		return -1;
+	if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB)) {
+		free(log);
+		return -1;
+	}
+	for (p = log; *p; i++) {
+		size_t len = strcspn(p, "\n");
+
+		if (!p[len])
+			break;		/* a line still being written */
+		strf(buf, sizeof(buf), "%.*s", (int)len, p);
+		if (i >= from && !regexec(&r, buf, 0, NULL, 0)) {
+			found = i;
+			if (line)
+				strf(line, size, "%s", buf);
+			break;
+		}
+		p += len + 1;
+	}
+	regfree(&r);
+	free(log);
+	return found;
+}
+
+static int __printf(2, 3) log_count(struct env *e, const char *fmt, ...)
+{
+	char re[512], *log;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(re, sizeof(re), fmt, ap);
+	va_end(ap);
+	log = slurp(e->log);
+	n = count_lines(log, re);
+	free(log);
+	return n;
+}
+
+/* Number of complete event lines so far */
+static int log_lines(struct env *e)
+{
+	char *log = slurp(e->log), *p;
+	int n = 0;
+
+	for (p = log; p && *p; p++)
+		n += *p == '\n';
+	free(log);
+	return n;
+}
+
+/* Wait up to @ms for a matching event at or after line @from */
+static int __printf(6, 7) log_wait(struct env *e, long ms, int from,
+				   char *line, size_t size,
+				   const char *fmt, ...)
+{
+	long end = now_ms() + ms;
+	char re[512];
+	va_list ap;
+	int i;
+
+	va_start(ap, fmt);
+	vsnprintf(re, sizeof(re), fmt, ap);
+	va_end(ap);
+	for (;;) {
+		i = log_find(e, from, line, size, "%s", re);
+		if (i >= 0 || now_ms() > end)
+			return i;
+		sleep_ms(20);
+	}
+}
+
+/* ---- starting and stopping the emulator ---- */
+
+static void emu_path(char *path, size_t size)
+{
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (getenv("CCID_EMU") && *getenv("CCID_EMU")) {
+		strf(path, size, "%s", getenv("CCID_EMU"));
+		return;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n < 0 ? 0 : n] = '\0';
+	if (strrchr(self, '/'))
+		*strrchr(self, '/') = '\0';
+	strf(path, size, "%s/ccid_emu", self);
+}
+
+/*
+ * Reap the emulator if it exited.  Return: 1 when it is gone, 0 while it
+ * runs, -1 when it is not a child of this process.
+ */
+static int emu_reap(struct env *e)
+{
+	int st;
+	pid_t r;
+
+	if (e->emu_pid <= 0)
+		return 1;
+	r = waitpid(e->emu_pid, &st, WNOHANG);
+	if (r == e->emu_pid) {
+		e->emu_status = st;
+		e->emu_pid = 0;
+		return 1;
+	}
+	return r < 0 && errno == ECHILD ? -1 : 0;
+}
+
+/*
+ * Wait up to @ms for the emulator to exit.  Works in the process that
+ * started it (waitpid) and in any other (a pidfd: the teardown may run in
+ * the harness's parent process).
+ */
+static bool emu_wait_gone(struct env *e, long ms)
+{
+	long end = now_ms() + ms;
+	struct pollfd p;
+	bool gone;
+	int pfd;
+
+	for (;;) {
+		int r = emu_reap(e);
+
+		if (r > 0)
+			return true;
+		if (r < 0) {
+			/* not our child: ESRCH or a readable pidfd means gone */
+			pfd = pidfd_open_(e->emu_pid);
+			if (pfd < 0) {
+				e->emu_pid = 0;
+				return true;
+			}
+			p.fd = pfd;
+			p.events = POLLIN;
+			gone = poll(&p, 1, (int)(end - now_ms() > 0 ?
+						 end - now_ms() : 0)) == 1;
+			close(pfd);
+			if (gone)
+				e->emu_pid = 0;
+			return gone;
+		}
+		if (now_ms() > end)
+			return false;
+		sleep_ms(20);
+	}
+}
+
+/* Write a control line; no wait (quit, disconnect end the emulator) */
+static int emu_ctl_nowait(struct env *e, const char *line)
+{
+	char buf[256];
+	size_t len;
+
+	if (e->ctl_fd < 0)
+		return -EBADF;
+	strf(buf, sizeof(buf), "%s\n", line);
+	len = strlen(buf);
+	return write(e->ctl_fd, buf, len) == (ssize_t)len ? 0 : -EIO;
+}
+
+/* A control line, then its ctl-ok; -EIO for ctl-error or no answer */
+static int emu_ctl(struct env *e, const char *line)
+{
+	int before = log_count(e, "^ctl-(ok|error) %s$", line);
+	long end = now_ms() + 5000;
+
+	if (emu_ctl_nowait(e, line))
+		return -EIO;
+	while (log_count(e, "^ctl-(ok|error) %s$", line) <= before) {
+		if (now_ms() > end)
+			return -ETIMEDOUT;
+		sleep_ms(20);
+	}
+	return log_count(e, "^ctl-ok %s$", line) > 0 &&
+	       log_count(e, "^ctl-error %s$", line) == 0 ? 0 : -EIO;
+}
+
+/*
+ * Start ccid_emu with the options (NULL-terminated) and open its reader.
+ * The emulator dies with the test process (PR_SET_PDEATHSIG), whatever
+ * happens to the test.  Return: 0, or -errno.
+ */
+static int __attribute__((sentinel)) emu_start(struct env *e, ...)
+{
+	char path[PATH_MAX], line[256], *argv[64];
+	int argc = 0, i, errfd;
+	pid_t parent = getpid(), pid;
+	size_t k;
+	const char *opt;
+	long end;
+	va_list ap;
+
+	emu_path(path, sizeof(path));
+	if (access(path, X_OK))
+		return -ENOENT;
+	if (!e->dir[0]) {
+		strf(e->dir, sizeof(e->dir), "/tmp/recovery_test.XXXXXX");
+		if (!mkdtemp(e->dir))
+			return -errno;
+	}
+	strf(e->log, sizeof(e->log), "%s/emu.log", e->dir);
+	strf(e->ctl, sizeof(e->ctl), "%s/emu.ctl", e->dir);
+	strf(e->err, sizeof(e->err), "%s/emu.err", e->dir);
+	unlink(e->log);
+
+	argv[argc++] = path;
+	argv[argc++] = "--log";
+	argv[argc++] = e->log;
+	argv[argc++] = "--ctl";
+	argv[argc++] = e->ctl;
+	argv[argc++] = "--node-timeout";
+	argv[argc++] = "20000";
+	va_start(ap, e);
+	while ((opt = va_arg(ap, const char *)) && argc < 62)
+		argv[argc++] = (char *)opt;
+	va_end(ap);
+	argv[argc] = NULL;
+
+	errfd = open(e->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* not "e->emu_pid = fork()": *e is shared with the child too */
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		i = open("/dev/null", O_RDONLY);
+		dup2(i, 0);
+		if (errfd >= 0) {
+			dup2(errfd, 1);
+			dup2(errfd, 2);
+		}
+		execv(path, argv);
+		_exit(127);
+	}
+	e->emu_pid = pid;
+	if (errfd >= 0)
+		close(errfd);
+
+	end = now_ms() + NODE_WAIT_MS;
+	while (log_find(e, 0, line, sizeof(line), "^node ") < 0) {
+		if (emu_reap(e) || now_ms() > end)
+			return -ENODEV;
+		sleep_ms(20);
+	}
+	if (sscanf(line, "node dev=%63s busid=%31s", e->dev, e->busid) != 2)
+		return -ENODEV;
+	strf(e->attrs, sizeof(e->attrs), "/sys/class/usbmisc/%s/device",
+	     e->dev + strlen("/dev/"));
+	for (i = 0, k = 0; e->busid[i] && k + 3 < sizeof(e->busre); i++) {
+		if (e->busid[i] == '.')
+			e->busre[k++] = '\\';
+		e->busre[k++] = e->busid[i];
+	}
+	e->busre[k] = '\0';
+
+	e->ctl_fd = open(e->ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (e->ctl_fd < 0)
+		return -errno;
+	/* devtmpfs may create the node a moment after sysfs shows it */
+	end = now_ms() + 5000;
+	while ((e->fd = open(e->dev, O_RDWR | O_CLOEXEC)) < 0) {
+		if (now_ms() > end)
+			return -errno;
+		sleep_ms(20);
+	}
+	return 0;
+}
+
+/*
+ * "quit", then wait for the exit (SIGTERM, then SIGKILL, if it does not
+ * come).  Return: the exit status, or -1 when it did not exit normally.
+ */
+static int emu_stop(struct env *e)
+{
+	if (e->emu_pid > 0 && !emu_reap(e)) {
+		emu_ctl_nowait(e, "quit");
+		if (!emu_wait_gone(e, EMU_EXIT_MS)) {
+			kill(e->emu_pid, SIGTERM);
+			if (!emu_wait_gone(e, 3000)) {
+				kill(e->emu_pid, SIGKILL);
+				emu_wait_gone(e, 3000);
+			}
+		}
+	}
+	if (e->ctl_fd >= 0)
+		close(e->ctl_fd);
+	e->ctl_fd = -1;
+	/* the last close() after an unplug frees the driver's memory */
+	if (e->fd >= 0)
+		close(e->fd);
+	e->fd = -1;
+	return WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1;
+}
+
+/* ---- the quirks parameter ---- */
+
+static int quirks_set(struct env *e, const char *val)
+{
+	char buf[256];
+
+	if (!e->quirks_changed) {
+		read_attr(QUIRKS_PARAM, buf, sizeof(buf));
+		buf[strcspn(buf, "\n")] = '\0';
+		strf(e->quirks_saved, sizeof(e->quirks_saved), "%s", buf);
+		e->quirks_changed = true;
+	}
+	return write_file(QUIRKS_PARAM, val, strlen(val));
+}
+
+/* Put the parameter back; an empty one is written as a lone NUL byte */
+static int quirks_restore(struct env *e)
+{
+	const char *v = e->quirks_saved;
+	int ret;
+
+	if (!e->quirks_changed)
+		return 0;
+	ret = write_file(QUIRKS_PARAM, v, *v ? strlen(v) : 1);
+	if (!ret)
+		e->quirks_changed = false;
+	return ret;
+}
+
+/* ---- teardown, in whichever process the harness runs it ---- */
+
+static void dump_file(const char *what, const char *path, int last)
+{
+	char *text = slurp(path), *p;
+	int lines = 0;
+
+	if (!text)
+		return;
+	for (p = text; *p; p++)
+		lines += *p == '\n';
+	p = text;
+	while (lines > last && (p = strchr(p, '\n'))) {
+		p++;
+		lines--;
+	}
+	fprintf(stderr, "# --- %s (last %d lines) ---\n", what, last);
+	while (p && *p) {
+		size_t len = strcspn(p, "\n");
+
+		fprintf(stderr, "#   %.*s\n", (int)len, p);
+		p += len + (p[len] ? 1 : 0);
+	}
+	free(text);
+}
+
+static void env_teardown(struct __test_metadata *_metadata, struct env *e)
+{
+	if (quirks_restore(e))
+		fprintf(stderr, "# could not restore %s\n", QUIRKS_PARAM);
+	if (e->emu_pid > 0) {
+		/*
+		 * The test stopped early.  "quit" through the FIFO's path
+		 * (the test process's descriptors are not ours); the end of
+		 * the test process has also sent SIGTERM (PR_SET_PDEATHSIG).
+		 */
+		int fd = open(e->ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (write(fd, "quit\n", 5) != 5)
+				fprintf(stderr, "# could not send quit\n");
+			close(fd);
+		}
+		if (!emu_wait_gone(e, EMU_EXIT_MS)) {
+			kill(e->emu_pid, SIGKILL);
+			emu_wait_gone(e, 3000);
+		}
+	}
+	if ((!__test_passed(_metadata) || getenv("CCID_RECOVERY_VERBOSE")) &&
+	    e->log[0]) {
+		dump_file("emulator events", e->log, 80);
+		dump_file("emulator stderr", e->err, 10);
+		if (e->kmsg_len)
+			fprintf(stderr, "# --- new kernel log ---\n%s", e->kmsg);
+	}
+	if (e->dir[0]) {
+		unlink(e->log);
+		unlink(e->ctl);
+		unlink(e->err);
+		rmdir(e->dir);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* sysfs counters */
+
+enum {
+	C_TIMEOUTS, C_ABORTS, C_CLEAR_HALTS, C_USB_RESETS, C_STALE,
+	C_TIME_EXT, C_PROTO, C_NUM
+};
+
+static const char * const counter_names[C_NUM] = {
+	"timeouts", "aborts", "clear_halts", "usb_resets", "stale_frames",
+	"time_extensions", "protocol_errors",
+};
+
+struct counters {
+	long v[C_NUM];
+};
+
+static void counters_read(struct env *e, struct counters *c)
+{
+	char path[PATH_MAX], buf[32], *end;
+	int i;
+
+	for (i = 0; i < C_NUM; i++) {
+		strf(path, sizeof(path), "%s/%s", e->attrs, counter_names[i]);
+		read_attr(path, buf, sizeof(buf));
+		c->v[i] = strtol(buf, &end, 10);
+		if (end == buf)
+			c->v[i] = -1;
+	}
+}
+
+/*
+ * Every counter moved by exactly @want since @before; EXPECT_DELTAS()
+ * takes the deltas in the order of the enum: timeouts, aborts,
+ * clear_halts, usb_resets, stale_frames, time_extensions, protocol_errors.
+ */
+static void expect_deltas(struct __test_metadata *_metadata, struct env *e,
+			  const struct counters *before, const long *want,
+			  int line)
+{
+	struct counters now;
+	long got, exp;
+	int i;
+
+	counters_read(e, &now);
+	for (i = 0; i < C_NUM; i++) {
+		got = now.v[i] - before->v[i];
+		exp = want[i];
+		EXPECT_EQ(exp, got)
+			TH_LOG("line %d: counter %s: %ld -> %ld, expected +%ld",
+			       line, counter_names[i], before->v[i],
+			       now.v[i], exp);
+	}
+}
+
+#define EXPECT_DELTAS(e, before, ...) do {				\
+	const long __want[C_NUM] = { __VA_ARGS__ };			\
+	expect_deltas(_metadata, e, before, __want, __LINE__);		\
+} while (0)
+
+static void attr(struct env *e, const char *name, char *buf, size_t size)
+{
+	char path[PATH_MAX];
+
+	strf(path, sizeof(path), "%s/%s", e->attrs, name);
+	read_attr(path, buf, size);
+}
+
+/* ------------------------------------------------------------------ */
+/* ioctls; each returns 0 or -errno */
+
+static int do_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) ? -errno : 0;
+}
+
+static int power_on(int fd, struct ccid_power_on *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->status = 0xff;
+	return do_ioctl(fd, CCID_IOC_POWER_ON, p);
+}
+
+static int slot_status(int fd, struct ccid_slot_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->status = 0xff;
+	return do_ioctl(fd, CCID_IOC_SLOT_STATUS, st);
+}
+
+/* status starts as 0xFF: still 0xFF afterwards means "not written back" */
+static int xfer(int fd, unsigned long req, const void *tx, size_t tx_len,
+		void *rx, size_t rx_size, uint32_t timeout_ms,
+		struct ccid_xfer *x)
+{
+	memset(x, 0, sizeof(*x));
+	x->tx_buf = (uintptr_t)tx;
+	x->tx_len = tx_len;
+	x->rx_buf = (uintptr_t)rx;
+	x->rx_size = rx_size;
+	x->timeout_ms = timeout_ms;
+	x->status = 0xff;
+	return do_ioctl(fd, req, x);
+}
+
+static int echo(int fd, uint8_t *rx, size_t size, struct ccid_xfer *x)
+{
+	return xfer(fd, CCID_IOC_XFR_BLOCK, echo_apdu, sizeof(echo_apdu), rx,
+		    size, XFR_T_MS, x);
+}
+
+static int slot_events(int fd, uint32_t flags, struct ccid_slot_events *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->flags = flags;
+	return do_ioctl(fd, CCID_IOC_SLOT_EVENTS, ev);
+}
+
+static short poll_now(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	return poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
+#define ASSERT_OK(expr) do {						\
+	int __ret = (expr);						\
+	ASSERT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
+} while (0)
+
+#define EXPECT_ERRNO(err, expr) do {					\
+	int __ret = (expr);						\
+	EXPECT_EQ(-(err), __ret) TH_LOG("%s: %s, expected %s", #expr,	\
+					errname(__ret), errname(err));	\
+} while (0)
+
+#define ASSERT_ERRNO(err, expr) do {					\
+	int __ret = (expr);						\
+	ASSERT_EQ(-(err), __ret) TH_LOG("%s: %s, expected %s", #expr,	\
+					errname(__ret), errname(err));	\
+} while (0)
+
+#define ASSERT_BYTES(want, want_len, got, got_len) do {			\
+	char __w[512], __g[512];					\
+	hex(__w, sizeof(__w), want, want_len);				\
+	hex(__g, sizeof(__g), got, got_len);				\
+	ASSERT_EQ((size_t)(want_len), (size_t)(got_len))		\
+		TH_LOG("got [%s], expected [%s]", __g, __w);		\
+	ASSERT_EQ(0, memcmp(want, got, want_len))			\
+		TH_LOG("got [%s], expected [%s]", __g, __w);		\
+} while (0)
+
+/* The emulator logged a matching event (waits a little for it) */
+#define EXPECT_EVENT(e, fmt, ...) do {					\
+	int __i = log_wait(e, 2000, 0, NULL, 0, fmt, ##__VA_ARGS__);	\
+	EXPECT_LE(0, __i)						\
+		TH_LOG("no emulator event /" fmt "/", ##__VA_ARGS__);	\
+} while (0)
+
+/* Exactly @n matching events */
+#define EXPECT_EVENTS(n, e, fmt, ...) do {				\
+	int __want = (n);						\
+	EXPECT_EQ(__want, log_count(e, fmt, ##__VA_ARGS__))		\
+		TH_LOG("emulator events /" fmt "/: expected %d",	\
+		       ##__VA_ARGS__, __want);				\
+} while (0)
+
+/* Exactly @n matching new kernel log lines */
+#define EXPECT_KMSG(n, e, fmt, ...) do {				\
+	int __want = (n);						\
+	EXPECT_EQ(__want, kmsg_count(e, fmt, ##__VA_ARGS__))		\
+		TH_LOG("kernel log lines /" fmt "/: expected %d",	\
+		       ##__VA_ARGS__, __want);				\
+} while (0)
+
+/* Power on, then the echo APDU answers 01 02 03 04 90 00 */
+#define ASSERT_CARD_WORKS(fd) do {					\
+	struct ccid_power_on __p;					\
+	struct ccid_xfer __x;						\
+	uint8_t __rx[64];						\
+	ASSERT_OK(power_on(fd, &__p));					\
+	ASSERT_LT(0, __p.atr_len);					\
+	ASSERT_OK(echo(fd, __rx, sizeof(__rx), &__x));			\
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), __rx, __x.rx_len);	\
+} while (0)
+
+/* ------------------------------------------------------------------ */
+/* A Secure in the background: in a thread, or in a child process */
+
+struct bg_secure {
+	pthread_t thread;
+	bool xfr;		/* an XfrBlock (timeout XFR_T_MS) instead */
+	int fd;
+	const uint8_t *blk;
+	size_t len;
+	int ret;
+	long ms;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+};
+
+static void *bg_secure_fn(void *arg)
+{
+	struct bg_secure *b = arg;
+	long t0 = now_ms();
+
+	b->ret = xfer(b->fd, b->xfr ? CCID_IOC_XFR_BLOCK : CCID_IOC_SECURE,
+		      b->blk, b->len, b->rx, sizeof(b->rx),
+		      b->xfr ? XFR_T_MS : 0, &b->x);
+	b->ms = now_ms() - t0;
+	return NULL;
+}
+
+static int bg_secure_start(struct bg_secure *b, int fd, const uint8_t *blk,
+			   size_t len)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = fd;
+	b->blk = blk;
+	b->len = len;
+	return -pthread_create(&b->thread, NULL, bg_secure_fn, b);
+}
+
+/* Join within @ms; -ETIMEDOUT when the Secure is still blocked */
+static int bg_secure_join(struct bg_secure *b, long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return -pthread_timedjoin_np(b->thread, NULL, &ts);
+}
+
+struct child_result {
+	int ret;
+	uint8_t status;
+};
+
+static void on_sigint(int sig)
+{
+}
+
+/*
+ * A child that opens the node itself, catches SIGINT with SA_RESTART (the
+ * driver must still not restart an aborted command) and blocks in a
+ * Secure; its result comes back on *rfd.
+ */
+static pid_t secure_child(struct env *e, const uint8_t *blk, size_t len,
+			  int *rfd)
+{
+	struct sigaction sa;
+	struct child_result r;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int p[2], fd;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (pid) {
+		close(p[1]);
+		*rfd = p[0];
+		if (pid < 0)
+			close(p[0]);
+		return pid;
+	}
+	close(p[0]);
+	memset(&x, 0, sizeof(x));
+	x.status = 0xff;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigint;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	fd = open(e->dev, O_RDWR | O_CLOEXEC);
+	r.ret = fd < 0 ? -errno :
+		xfer(fd, CCID_IOC_SECURE, blk, len, rx, sizeof(rx), 0, &x);
+	r.status = x.status;
+	if (write(p[1], &r, sizeof(r)) != sizeof(r))
+		_exit(2);
+	_exit(0);
+}
+
+/* The child's result within @ms, or -ETIMEDOUT */
+static int child_result(int rfd, long ms, struct child_result *r)
+{
+	struct pollfd p = { .fd = rfd, .events = POLLIN };
+
+	if (poll(&p, 1, ms) != 1)
+		return -ETIMEDOUT;
+	return read(rfd, r, sizeof(*r)) == sizeof(*r) ? 0 : -EIO;
+}
+
+/* waitpid() within @ms; -ETIMEDOUT */
+static int wait_child(pid_t pid, long ms, int *status)
+{
+	long end = now_ms() + ms;
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+
+		if (r == pid)
+			return 0;
+		if (r < 0)
+			return -errno;
+		if (now_ms() > end)
+			return -ETIMEDOUT;
+		sleep_ms(20);
+	}
+}
+
+/* bSeq of the PIN entry the emulator is waiting on, or -1 */
+static int wait_pin_entry(struct env *e)
+{
+	char line[256];
+	unsigned int seq;
+
+	if (log_wait(e, PROMPT_MS, 0, line, sizeof(line),
+		     "^secure-verify slot=0 seq=[0-9]+ ") < 0 ||
+	    sscanf(line, "secure-verify slot=0 seq=%u", &seq) != 1)
+		return -1;
+	return seq;
+}
+
+/*
+ * The Abort procedure for @seq on slot 0 ran in the emulator: the ABORT
+ * class request with wValue = bSeq << 8 | bSlot, then PC_to_RDR_Abort
+ * with the same bSeq; @n of each.
+ */
+#define EXPECT_ABORTS(n, e, seq) do {					\
+	EXPECT_EVENTS(n, e, "^abort-request wValue=0x%04x slot=0 seq=%d$", \
+		      (seq) << 8, seq);					\
+	EXPECT_EVENTS(n, e, "^abort-cmd seq=%d slot=0$", seq);		\
+} while (0)
+
+/* ------------------------------------------------------------------ */
+/* The fixture */
+
+FIXTURE(recovery) {
+	struct env e;
+};
+
+FIXTURE_SETUP(recovery)
+{
+	const char *why = env_skip_reason();
+
+	env_init(&self->e);
+	if (why)
+		SKIP(return, "%s", why);
+	kmsg_mark(&self->e);
+	uevent_listen(&self->e);
+}
+
+FIXTURE_TEARDOWN_PARENT(recovery)
+{
+	env_teardown(_metadata, &self->e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 1. The SPR332 story */
+
+/* (a) Firmware 7.01: the PIN pad works, and the reader goes on. */
+TEST_F_TIMEOUT(recovery, spr332_fw701_secure_works, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_reader_info info;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t blk[19], rx[64];
+	char buf[64];
+
+	ASSERT_OK(emu_start(e, "--bcd-device", "0x0701", "--spr332-fw700",
+			    "--pad-pin", "123456", NULL));
+	ASSERT_OK(do_ioctl(e->fd, CCID_IOC_GET_INFO, &info));
+	EXPECT_EQ(0x04e6, info.vendor_id);
+	EXPECT_EQ(0xe003, info.product_id);
+	EXPECT_EQ(0x0701, info.bcd_device);
+	attr(e, "quirks", buf, sizeof(buf));
+	EXPECT_STREQ("none\n", buf);
+	attr(e, "firmware_version", buf, sizeof(buf));
+	EXPECT_STREQ("7.01\n", buf);
+	EXPECT_KMSG(0, e, "wedges after a PIN-pad verify");
+	counters_read(e, &c0);
+
+	ASSERT_OK(power_on(e->fd, &p));
+	/* What GnuPG sends before a case 1 verify on this family */
+	ASSERT_OK(xfer(e->fd, CCID_IOC_ESCAPE, spr532_escape,
+		       sizeof(spr532_escape), rx, sizeof(rx), 0, &x));
+	spr332_verify_block(blk);
+	ASSERT_OK(xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk), rx,
+		       sizeof(rx), 0, &x));
+	EXPECT_EQ(0, x.status);
+	ASSERT_BYTES(sw_90_00, sizeof(sw_90_00), rx, x.rx_len);
+	EXPECT_EVENT(e, "^secure-verify slot=0 seq=2 timeout=30000$");
+	/* the pad built the case 3 VERIFY with the six ASCII digits */
+	EXPECT_EVENT(e, "^pin-entered slot=0 op=verify apdu=0020008206313233343536 sw=9000$");
+	EXPECT_EVENTS(0, e, "^wedged ");
+
+	/* the next XfrBlock is answered */
+	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* (b) Firmware 7.00: Secure is refused before anything reaches the reader. */
+TEST_F_TIMEOUT(recovery, spr332_fw700_secure_refused, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_reader_info info;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t blk[19], rx[64];
+	char buf[64];
+	int cmds;
+
+	ASSERT_OK(emu_start(e, "--bcd-device", "0x0700", "--spr332-fw700",
+			    "--pad-pin", "123456", NULL));
+	ASSERT_OK(do_ioctl(e->fd, CCID_IOC_GET_INFO, &info));
+	EXPECT_EQ(0x0700, info.bcd_device);
+	EXPECT_EQ(CCID_PIN_VERIFY | CCID_PIN_MODIFY, info.pin_support);
+	attr(e, "quirks", buf, sizeof(buf));
+	EXPECT_STREQ("broken_secure\n", buf);
+	attr(e, "firmware_version", buf, sizeof(buf));
+	EXPECT_STREQ("7.00\n", buf);
+	/* the bind names the fix and the override */
+	EXPECT_KMSG(1, e, DRV "%s%s", e->busre,
+		    "firmware 7\\.00 wedges after a PIN-pad verify: Secure disabled; ",
+		    "firmware 7\\.01 fixes it \\(ccid\\.quirks=04e6:e003: overrides\\)$");
+	counters_read(e, &c0);
+
+	ASSERT_OK(power_on(e->fd, &p));
+	cmds = log_count(e, "^cmd ");
+	spr332_verify_block(blk);
+	EXPECT_ERRNO(EOPNOTSUPP, xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk),
+				      rx, sizeof(rx), 0, &x));
+	EXPECT_EQ(0xff, x.status);	/* not written back */
+	EXPECT_ERRNO(EOPNOTSUPP, xfer(e->fd, CCID_IOC_SECURE, modify_blk,
+				      sizeof(modify_blk), rx, sizeof(rx), 0,
+				      &x));
+	/* nothing went out */
+	EXPECT_EQ(cmds, log_count(e, "^cmd "));
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x69 ");
+	EXPECT_EVENTS(0, e, "^secure-");
+
+	/* the reader is not wedged: the quirk kept it alive */
+	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * (c) Firmware 7.00 with the quirk overridden: the seed scenario.  The
+ * verify gets 64 00, the reader wedges, and the next XfrBlock needs the
+ * whole ladder: Abort (ignored), clear halts and Abort (ignored), USB
+ * reset.  The file then gets ECONNRESET until it powers the card on, and
+ * the reader works again without a replug.
+ */
+TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_events ev0, ev;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t blk[19], rx[64];
+	int seq, cmds, n, i_ign1, i_clr, i_req2, i_reset, i_rev, i_probe;
+	char buf[64], line[256];
+	struct stat st0, st1;
+	long t0, ms;
+
+	/* The parameter is read at bind time: set it before the reader comes. */
+	ASSERT_OK(quirks_set(e, "04e6:e003:"));
+	ASSERT_OK(emu_start(e, "--bcd-device", "0x0700", "--spr332-fw700",
+			    "--pad-pin", "123456", NULL));
+	ASSERT_OK(quirks_restore(e));
+	read_attr(QUIRKS_PARAM, buf, sizeof(buf));
+	buf[strcspn(buf, "\n")] = '\0';
+	EXPECT_STREQ(e->quirks_saved, buf);
+
+	attr(e, "quirks", buf, sizeof(buf));
+	EXPECT_STREQ("none\n", buf);
+	EXPECT_KMSG(1, e, DRV "quirks 0x0 set by the quirks parameter$",
+		    e->busre);
+	EXPECT_KMSG(0, e, "wedges after a PIN-pad verify");
+	ASSERT_EQ(0, stat(e->dev, &st0));
+
+	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(xfer(e->fd, CCID_IOC_ESCAPE, spr532_escape,
+		       sizeof(spr532_escape), rx, sizeof(rx), 0, &x));
+	ASSERT_OK(slot_events(e->fd, 0, &ev0));
+	EXPECT_EQ(0, ev0.reset_pending);
+	counters_read(e, &c0);
+
+	/* The verify: a successful DataBlock with 64 00 ... */
+	spr332_verify_block(blk);
+	ASSERT_OK(xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk), rx,
+		       sizeof(rx), 0, &x));
+	EXPECT_EQ(0, x.status);
+	ASSERT_BYTES(sw_64_00, sizeof(sw_64_00), rx, x.rx_len);
+	EXPECT_EVENT(e, "^pin-entered slot=0 op=verify sw=6400 spr332-fw700=1$");
+	EXPECT_EVENT(e, "^wedged reason=spr332-fw700$");
+
+	/* ... and the next XfrBlock is never answered. */
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_EQ(0xff, x.status);
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms) TH_LOG("the ladder took %ld ms", ms);
+	TH_LOG("timeout and full ladder: %ld ms", ms);
+
+	ASSERT_LE(0, log_find(e, 0, line, sizeof(line),
+			      "^cmd [0-9]+ type=0x6f slot=0 seq=[0-9]+ len=9 "));
+	n = sscanf(strstr(line, "seq="), "seq=%d", &seq);
+	ASSERT_EQ(1, n);
+	EXPECT_EVENT(e, "^no-answer [0-9]+ reason=wedged$");
+	/* two Abort procedures for that bSeq, both ignored by the wedge */
+	EXPECT_ABORTS(2, e, seq);
+	EXPECT_EVENTS(2, e, "^abort-ignored seq=%d slot=0 reason=wedged$", seq);
+	EXPECT_EVENTS(0, e, "^abort-answered ");
+	/* in order: Abort, clear halts, Abort, reset, revived, probe */
+	i_ign1 = log_find(e, 0, NULL, 0, "^abort-ignored seq=%d ", seq);
+	i_clr = log_find(e, i_ign1, NULL, 0, "^clear-halt ep=0x81$");
+	EXPECT_LE(0, log_find(e, i_ign1, NULL, 0, "^clear-halt ep=0x02$"));
+	i_req2 = log_find(e, i_clr, NULL, 0, "^abort-request wValue=0x%04x ",
+			  seq << 8);
+	i_reset = log_find(e, i_req2, NULL, 0, "^reset$");
+	i_rev = log_find(e, i_reset, NULL, 0, "^revived reason=reset$");
+	i_probe = log_find(e, i_rev, NULL, 0,
+			   "^cmd [0-9]+ type=0x65 slot=0 seq=%d ", seq + 1);
+	EXPECT_LT(0, i_ign1);
+	EXPECT_LT(i_ign1, i_clr);
+	EXPECT_LT(i_clr, i_req2);
+	EXPECT_LT(i_req2, i_reset);
+	EXPECT_LT(i_reset, i_rev);
+	EXPECT_LT(i_rev, i_probe) TH_LOG("no GetSlotStatus after the reset");
+	EXPECT_LE(0, log_find(e, i_probe, NULL, 0,
+			      "^answer [0-9]+ type=0x81 slot=0 seq=%d ",
+			      seq + 1));
+	EXPECT_EVENTS(1, e, "^reset$");
+
+	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
+	EXPECT_KMSG(1, e, DRV "slot 0: abort failed \\(-110\\), clearing halts$",
+		    e->busre);
+	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$",
+		    e->busre);
+	EXPECT_KMSG(1, e, "^usb %s: reset [a-z]+-speed USB device number [0-9]+ using vhci_hcd$",
+		    e->busre);
+
+	/* The reset started a new generation on the slot: this file is told. */
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+	EXPECT_TRUE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	EXPECT_EQ(1, ev.reset_pending);
+	EXPECT_EQ(ev0.generation[0] + 1, ev.generation[0]);
+	cmds = log_count(e, "^cmd ");
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_EQ(0xff, x.status);
+	EXPECT_ERRNO(ECONNRESET, xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk),
+				      rx, sizeof(rx), 0, &x));
+	EXPECT_EQ(cmds, log_count(e, "^cmd ")) TH_LOG("sent despite ECONNRESET");
+
+	/*
+	 * Power on acknowledges; the same fd and node work, no replug: one
+	 * attach, no disconnect, and the emulator's "node" event (repeated
+	 * after the reset configured it again) names the same node.
+	 */
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_FALSE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	EXPECT_EVENTS(1, e, "^attached ");
+	EXPECT_EVENTS(0, e, "^detached ");
+	EXPECT_EQ(log_count(e, "^node "),
+		  log_count(e, "^node dev=%s busid=%s$", e->dev, e->busid));
+	EXPECT_KMSG(0, e, "^usb %s: USB disconnect", e->busre);
+	ASSERT_EQ(0, stat(e->dev, &st1));
+	EXPECT_EQ(st0.st_rdev, st1.st_rdev);
+	attr(e, "quirks", buf, sizeof(buf));
+	EXPECT_STREQ("none\n", buf);
+	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. Each step of the ladder alone */
+
+/*
+ * Step 1: a mute reader that still answers the Abort.  The ladder stops
+ * there; the slot is powered off and its parameters reset (both unanswered
+ * while muted), and the file gets ECONNRESET.
+ */
+TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int i_ans, cmds;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--mute-after", "1", NULL));
+	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	EXPECT_EVENT(e, "^muted after=1$");
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_EQ(0xff, x.status);
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	TH_LOG("timeout and step 1: %ld ms", ms);
+
+	EXPECT_EVENT(e, "^cmd 2 type=0x6f slot=0 seq=1 ");
+	EXPECT_EVENT(e, "^no-answer 2 reason=muted$");
+	EXPECT_ABORTS(1, e, 1);
+	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=0$");
+	/* after the Abort: IccPowerOff, then ResetParameters */
+	i_ans = log_find(e, 0, NULL, 0, "^abort-answered seq=1 ");
+	EXPECT_LT(i_ans, log_find(e, i_ans, NULL, 0,
+				  "^cmd 4 type=0x63 slot=0 seq=2 "));
+	EXPECT_LT(i_ans, log_find(e, i_ans, NULL, 0,
+				  "^cmd 5 type=0x6d slot=0 seq=3 "));
+	EXPECT_EVENTS(0, e, "^clear-halt ");
+	EXPECT_EVENTS(0, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
+	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+
+	ASSERT_OK(emu_ctl(e, "unmute"));
+	cmds = log_count(e, "^cmd ");
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_EQ(cmds, log_count(e, "^cmd "));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Step 1 with a reader that is only slow: the command is still running
+ * when the Abort comes, so it ends with CMD_ABORTED; the power off really
+ * happens, and CCID_EVENTS_ACK_RESET also acknowledges the new generation.
+ */
+TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_events ev;
+	struct ccid_slot_status st;
+	struct ccid_params pr;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	int fd_old, fd_new;
+	uint8_t rx[64];
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--delay", "2:6000", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	fd_old = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd_old);
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	EXPECT_ABORTS(1, e, 1);
+	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=1$");
+	EXPECT_EVENT(e, "^answer 2 type=0x80 slot=0 seq=1 len=0 status=0x40 error=0xff ");
+	/* IccPowerOff answered with the card inactive, then the parameters */
+	EXPECT_EVENT(e, "^answer 4 type=0x81 slot=0 seq=2 len=0 status=0x01 ");
+	EXPECT_EVENT(e, "^answer 5 type=0x82 slot=0 seq=3 ");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+
+	/* GetSlotStatus is not refused, and shows the card powered off */
+	ASSERT_OK(slot_status(e->fd, &st));
+	EXPECT_EQ(CCID_ICC_INACTIVE, st.status);
+	memset(&pr, 0, sizeof(pr));
+	EXPECT_ERRNO(ECONNRESET, do_ioctl(e->fd, CCID_IOC_GET_PARAMS, &pr));
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_TRUE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	ASSERT_OK(slot_events(e->fd, CCID_EVENTS_ACK_RESET, &ev));
+	EXPECT_EQ(1, ev.reset_pending);
+	EXPECT_FALSE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	memset(&pr, 0, sizeof(pr));
+	EXPECT_EQ(0, do_ioctl(e->fd, CCID_IOC_GET_PARAMS, &pr));
+
+	/*
+	 * A file opened before the reset is refused until it acknowledges;
+	 * one opened after it is not.
+	 */
+	EXPECT_TRUE(poll_now(fd_old, POLLPRI) & POLLPRI);
+	memset(&pr, 0, sizeof(pr));
+	EXPECT_ERRNO(ECONNRESET, do_ioctl(fd_old, CCID_IOC_GET_PARAMS, &pr));
+	fd_new = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd_new);
+	EXPECT_FALSE(poll_now(fd_new, POLLPRI) & POLLPRI);
+	memset(&pr, 0, sizeof(pr));
+	EXPECT_EQ(0, do_ioctl(fd_new, CCID_IOC_GET_PARAMS, &pr));
+	close(fd_new);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+
+	ASSERT_CARD_WORKS(e->fd);
+	/* the other file's refusal ends with its own power on */
+	ASSERT_CARD_WORKS(fd_old);
+	close(fd_old);
+	/* the late answer was dropped by the emulator's Abort */
+	EXPECT_EVENTS(0, e, "^answer 2 .*status=0x00 ");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Step 2: the reader holds the Abort until a bulk endpoint is cleared.
+ * The first Abort fails, the halts are cleared, the second Abort works;
+ * no USB reset.
+ */
+TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int i_held, i_clr;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort",
+			    "after-clear-halt", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	TH_LOG("timeout and step 2: %ld ms", ms);
+
+	EXPECT_ABORTS(2, e, 1);
+	i_held = log_find(e, 0, NULL, 0, "^abort-held seq=1 slot=0$");
+	i_clr = log_find(e, 0, NULL, 0, "^clear-halt ep=0x81$");
+	EXPECT_LE(0, i_held);
+	EXPECT_LT(i_held, i_clr);
+	EXPECT_LT(i_held, log_find(e, 0, NULL, 0, "^clear-halt ep=0x02$"));
+	EXPECT_LT(i_clr, log_find(e, 0, NULL, 0, "^abort-answered seq=1 slot=0 "));
+	EXPECT_LE(0, log_find(e, i_clr, NULL, 0, "^cmd [0-9]+ type=0x63 "));
+	EXPECT_LE(0, log_find(e, i_clr, NULL, 0, "^cmd [0-9]+ type=0x6d "));
+	EXPECT_EVENTS(0, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 1, 2, 1, 0, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "slot 0: abort failed \\(-110\\), clearing halts$",
+		    e->busre);
+	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+
+	ASSERT_OK(emu_ctl(e, "unmute"));
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Step 3 alone, with a reader that ignores every Abort but comes back
+ * after a USB reset (--revive-on-reset): the same ladder as the SPR332's.
+ */
+TEST_F_TIMEOUT(recovery, ladder_step3_reset_revives, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int i_reset;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort", "ignore",
+			    "--revive-on-reset", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	EXPECT_ABORTS(2, e, 1);
+	EXPECT_EVENTS(2, e, "^abort-ignored seq=1 slot=0 reason=option$");
+	i_reset = log_find(e, 0, NULL, 0, "^reset$");
+	EXPECT_LT(log_find(e, 0, NULL, 0, "^clear-halt ep=0x81$"), i_reset);
+	EXPECT_LT(i_reset, log_find(e, i_reset, NULL, 0, "^unmuted reason=reset$"));
+	EXPECT_LT(i_reset, log_find(e, i_reset, NULL, 0,
+				    "^answer [0-9]+ type=0x81 slot=0 seq=2 "));
+	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$", e->busre);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * A reader that stays mute after the reset: the caller still gets its
+ * ETIMEDOUT, the kernel says the reader is still dead, and the next
+ * command runs the whole ladder again, within the same bound.  Once the
+ * reader answers again, power on works.
+ */
+TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort", "ignore", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	EXPECT_EVENTS(1, e, "^reset$");
+	/* the GetSlotStatus after the reset is not answered either */
+	EXPECT_EVENT(e, "^cmd [0-9]+ type=0x65 slot=0 seq=2 ");
+	EXPECT_EVENT(e, "^no-answer [0-9]+ reason=muted$");
+	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "reader still dead after a reset: -110$",
+		    e->busre);
+
+	/* Power on is not refused after a reset: it runs the ladder again. */
+	t0 = now_ms();
+	memset(&p, 0, sizeof(p));
+	p.timeout_ms = XFR_T_MS;
+	p.status = 0xff;
+	EXPECT_ERRNO(ETIMEDOUT, do_ioctl(e->fd, CCID_IOC_POWER_ON, &p));
+	ms = now_ms() - t0;
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	EXPECT_EQ(0xff, p.status);
+	EXPECT_EVENTS(2, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 2, 4, 2, 2, 0, 0, 0);
+
+	ASSERT_OK(emu_ctl(e, "unmute"));
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_DELTAS(e, &c0, 2, 4, 2, 2, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	expect_kmsg_clean(_metadata, e, __LINE__, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* 4. Time extensions */
+
+TEST_F_TIMEOUT(recovery, time_ext_three_then_answer, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+
+	ASSERT_OK(emu_start(e, "--time-ext", "2:3:2", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+	EXPECT_EVENTS(3, e, "^time-ext 2 slot=0 seq=1 mult=2$");
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 3, 0);
+	EXPECT_EVENTS(0, e, "^abort-");
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Each extension restarts the wait: twelve, 500 ms apart, carry a command
+ * with a 1 s timeout to an answer after 6 s.
+ */
+TEST_F_TIMEOUT(recovery, time_ext_many_restart_the_wait, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--time-ext", "2:12:1", "--time-ext-gap", "500",
+			    NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	t0 = now_ms();
+	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+	EXPECT_LE(12 * 500, ms);
+	EXPECT_EVENTS(12, e, "^time-ext 2 slot=0 seq=1 mult=1$");
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 12, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * bError multiplies the timeout for the next wait: one extension, then
+ * the answer 2 s later, with a 1 s timeout.  Multiplier 3 waits long
+ * enough; 1, 0 and 0xFF wait the timeout once and time out.
+ */
+FIXTURE(time_ext_mult) {
+	struct env e;
+};
+
+FIXTURE_VARIANT(time_ext_mult) {
+	const char *mult;
+	bool answered;
+};
+
+FIXTURE_VARIANT_ADD(time_ext_mult, mult_3_waits_3x) {
+	.mult = "3", .answered = true,
+};
+
+FIXTURE_VARIANT_ADD(time_ext_mult, mult_1_waits_once) {
+	.mult = "1", .answered = false,
+};
+
+FIXTURE_VARIANT_ADD(time_ext_mult, mult_0_waits_once) {
+	.mult = "0", .answered = false,
+};
+
+FIXTURE_VARIANT_ADD(time_ext_mult, mult_255_waits_once) {
+	.mult = "255", .answered = false,
+};
+
+FIXTURE_SETUP(time_ext_mult)
+{
+	const char *why = env_skip_reason();
+
+	env_init(&self->e);
+	if (why)
+		SKIP(return, "%s", why);
+	kmsg_mark(&self->e);
+}
+
+FIXTURE_TEARDOWN_PARENT(time_ext_mult)
+{
+	env_teardown(_metadata, &self->e);
+}
+
+TEST_F_TIMEOUT(time_ext_mult, one_extension, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	char script[32];
+	uint8_t rx[64];
+	long t0, ms;
+
+	strf(script, sizeof(script), "2:1:%s", variant->mult);
+	ASSERT_OK(emu_start(e, "--time-ext", script, "--time-ext-gap", "2000",
+			    NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	t0 = now_ms();
+	if (variant->answered) {
+		ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+		ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+		EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 1, 0);
+		EXPECT_EVENTS(0, e, "^abort-");
+	} else {
+		EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+		ms = now_ms() - t0;
+		EXPECT_LE(XFR_T_MS, ms);
+		EXPECT_GE(LADDER_MAX_MS, ms);
+		EXPECT_EQ(0xff, x.status);
+		EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 1, 0);
+		EXPECT_ABORTS(1, e, 1);
+		EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=1$");
+		EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$",
+			    e->busre);
+		EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+		ASSERT_CARD_WORKS(e->fd);
+	}
+	EXPECT_EVENTS(1, e, "^time-ext 2 slot=0 seq=1 mult=%s$", variant->mult);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 5. Signals during a PIN entry */
+
+TEST_F_TIMEOUT(recovery, sigint_during_secure, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_events ev0, ev;
+	struct child_result r;
+	struct ccid_power_on p;
+	struct counters c0;
+	uint8_t blk[19];
+	int seq, rfd, status, fd2;
+	long t0, ms;
+	pid_t pid;
+
+	ASSERT_OK(emu_start(e, NULL));		/* the pad waits for a PIN */
+	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(slot_events(e->fd, 0, &ev0));
+	counters_read(e, &c0);
+
+	spr332_verify_block(blk);
+	pid = secure_child(e, blk, sizeof(blk), &rfd);
+	ASSERT_LT(0, pid);
+	seq = wait_pin_entry(e);
+	ASSERT_LE(0, seq) TH_LOG("the Secure never reached the pad");
+	/* the child is blocked */
+	EXPECT_EQ(-ETIMEDOUT, child_result(rfd, 300, &r));
+
+	t0 = now_ms();
+	ASSERT_EQ(0, kill(pid, SIGINT));
+	ASSERT_OK(child_result(rfd, 3 * PROMPT_MS, &r));
+	ms = now_ms() - t0;
+	close(rfd);
+	EXPECT_EQ(-EINTR, r.ret) TH_LOG("Secure: %s", errname(r.ret));
+	EXPECT_EQ(0xff, r.status);
+	EXPECT_GT(PROMPT_MS, ms) TH_LOG("EINTR after %ld ms", ms);
+	ASSERT_OK(wait_child(pid, PROMPT_MS, &status));
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+
+	/* the entry was aborted in the reader, for that bSeq */
+	EXPECT_ABORTS(1, e, seq);
+	EXPECT_EVENTS(1, e, "^abort-answered seq=%d slot=0 aborted=1$", seq);
+	EXPECT_EVENT(e, "^answer [0-9]+ type=0x80 slot=0 seq=%d len=0 status=0x40 error=0xff ",
+		     seq);
+	/* an interrupted command whose Abort worked leaves the slot alone */
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x63 ");
+	EXPECT_DELTAS(e, &c0, 0, 1, 0, 0, 0, 0, 0);
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	EXPECT_EQ(0, ev.reset_pending);
+	EXPECT_EQ(ev0.generation[0], ev.generation[0]);
+
+	/* a new opener powers on and exchanges an APDU */
+	fd2 = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd2);
+	ASSERT_CARD_WORKS(fd2);
+	close(fd2);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG(0, e, DRV "(slot|reader|bulk)", e->busre);
+	EXPECT_KMSG_CLEAN(e);
+}
+
+TEST_F_TIMEOUT(recovery, sigkill_during_secure, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_events ev0, ev;
+	struct child_result r;
+	struct ccid_power_on p;
+	struct counters c0;
+	uint8_t blk[19];
+	int seq, rfd, status, fd2;
+	long t0, ms;
+	pid_t pid;
+
+	ASSERT_OK(emu_start(e, NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(slot_events(e->fd, 0, &ev0));
+	counters_read(e, &c0);
+
+	spr332_verify_block(blk);
+	pid = secure_child(e, blk, sizeof(blk), &rfd);
+	ASSERT_LT(0, pid);
+	seq = wait_pin_entry(e);
+	ASSERT_LE(0, seq) TH_LOG("the Secure never reached the pad");
+
+	t0 = now_ms();
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_OK(wait_child(pid, 3 * PROMPT_MS, &status));
+	ms = now_ms() - t0;
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	EXPECT_GT(PROMPT_MS, ms) TH_LOG("the killed process took %ld ms", ms);
+	/* it wrote no result: the pipe just ends */
+	EXPECT_NE(0, child_result(rfd, 0, &r));
+	close(rfd);
+
+	/* the Abort ran for the dead caller, and the slot was left alone */
+	EXPECT_ABORTS(1, e, seq);
+	EXPECT_EVENTS(1, e, "^abort-answered seq=%d slot=0 aborted=1$", seq);
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x63 ");
+	EXPECT_DELTAS(e, &c0, 0, 1, 0, 0, 0, 0, 0);
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	EXPECT_EQ(0, ev.reset_pending);
+	EXPECT_EQ(ev0.generation[0], ev.generation[0]);
+
+	fd2 = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd2);
+	ASSERT_CARD_WORKS(fd2);
+	close(fd2);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG(0, e, DRV "(slot|reader|bulk)", e->busre);
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 6. CCID_IOC_ABORT from another file during a PIN entry */
+
+TEST_F_TIMEOUT(recovery, ioctl_abort_during_secure, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_events ev;
+	struct ccid_power_on p;
+	struct bg_secure bg;
+	struct ccid_abort a;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t blk[19], rx[64];
+	int seq, fd2, cmds;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--max-slot-index", "1", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	fd2 = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd2);
+	counters_read(e, &c0);
+
+	/* on an idle slot it does nothing */
+	memset(&a, 0, sizeof(a));
+	cmds = log_lines(e);
+	ASSERT_OK(do_ioctl(fd2, CCID_IOC_ABORT, &a));
+	sleep_ms(200);
+	EXPECT_EQ(cmds, log_lines(e));
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+
+	spr332_verify_block(blk);
+	ASSERT_OK(bg_secure_start(&bg, e->fd, blk, sizeof(blk)));
+	seq = wait_pin_entry(e);
+	if (seq < 0)
+		emu_ctl(e, "cancel-pin");	/* let the thread end */
+	ASSERT_LE(0, seq) TH_LOG("the Secure never reached the pad");
+	EXPECT_EQ(-ETIMEDOUT, bg_secure_join(&bg, 300));
+
+	/* an Abort for the other slot leaves the PIN entry alone */
+	a.slot = 1;
+	ASSERT_OK(do_ioctl(fd2, CCID_IOC_ABORT, &a));
+	EXPECT_EQ(-ETIMEDOUT, bg_secure_join(&bg, 1000));
+	EXPECT_EVENTS(0, e, "^abort-");
+	a.slot = 0;
+
+	t0 = now_ms();
+	ASSERT_OK(do_ioctl(fd2, CCID_IOC_ABORT, &a));
+	ASSERT_OK(bg_secure_join(&bg, 3 * PROMPT_MS));
+	ms = now_ms() - t0;
+	EXPECT_EQ(-ECANCELED, bg.ret) TH_LOG("Secure: %s", errname(bg.ret));
+	EXPECT_EQ(0xff, bg.x.status);	/* the driver's ECANCELED */
+	EXPECT_GT(PROMPT_MS, ms);
+
+	EXPECT_ABORTS(1, e, seq);
+	EXPECT_EVENTS(1, e, "^abort-answered seq=%d slot=0 aborted=1$", seq);
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x63 ");
+	EXPECT_DELTAS(e, &c0, 0, 1, 0, 0, 0, 0, 0);
+
+	/* no new generation: the same file goes on without powering on */
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	EXPECT_EQ(0, ev.reset_pending);
+	EXPECT_FALSE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+	close(fd2);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG(0, e, DRV "(slot|reader|bulk)", e->busre);
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 7. Unplug */
+
+/* Every ioctl on a file of an unplugged reader is ENODEV; poll says HUP. */
+#define EXPECT_ALL_ENODEV(fd) do {					\
+	struct ccid_reader_info __i;					\
+	struct ccid_slot_status __st;					\
+	struct ccid_slot_events __ev;					\
+	struct ccid_power_on __p;					\
+	struct ccid_abort __a;						\
+	struct ccid_xfer __x;						\
+	uint8_t __rx[64];						\
+	short __rev;							\
+	memset(&__a, 0, sizeof(__a));					\
+	EXPECT_ERRNO(ENODEV, do_ioctl(fd, CCID_IOC_GET_INFO, &__i));	\
+	EXPECT_ERRNO(ENODEV, slot_status(fd, &__st));			\
+	EXPECT_ERRNO(ENODEV, power_on(fd, &__p));			\
+	EXPECT_ERRNO(ENODEV, echo(fd, __rx, sizeof(__rx), &__x));	\
+	EXPECT_ERRNO(ENODEV, do_ioctl(fd, CCID_IOC_ABORT, &__a));	\
+	EXPECT_ERRNO(ENODEV, slot_events(fd, 0, &__ev));		\
+	__rev = poll_now(fd, POLLIN | POLLPRI);				\
+	EXPECT_EQ(POLLHUP | POLLERR, __rev & (POLLHUP | POLLERR))	\
+		TH_LOG("poll: revents 0x%x", __rev);			\
+} while (0)
+
+TEST_F_TIMEOUT(recovery, disconnect_during_xfr, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	long t0, ms, end;
+
+	ASSERT_OK(emu_start(e, "--disconnect-at", "2", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	t0 = now_ms();
+	EXPECT_ERRNO(ENODEV, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_GT(PROMPT_MS, ms) TH_LOG("ENODEV after %ld ms", ms);
+	EXPECT_EQ(0xff, x.status);
+	EXPECT_TRUE(emu_wait_gone(e, EMU_EXIT_MS));
+	EXPECT_EQ(0, WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1);
+	EXPECT_EVENT(e, "^detached reason=disconnect-at cmd=2$");
+
+	EXPECT_ALL_ENODEV(e->fd);
+	/* the node goes away */
+	end = now_ms() + 5000;
+	while (!access(e->dev, F_OK) && now_ms() < end)
+		sleep_ms(50);
+	EXPECT_NE(0, access(e->dev, F_OK));
+	emu_stop(e);
+	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG_CLEAN(e);
+}
+
+TEST_F_TIMEOUT(recovery, disconnect_during_pin_entry, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct bg_secure bg;
+	uint8_t blk[19];
+	long t0, ms;
+	int seq;
+
+	ASSERT_OK(emu_start(e, NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	spr332_verify_block(blk);
+	ASSERT_OK(bg_secure_start(&bg, e->fd, blk, sizeof(blk)));
+	seq = wait_pin_entry(e);
+	if (seq < 0)
+		emu_ctl(e, "cancel-pin");
+	ASSERT_LE(0, seq) TH_LOG("the Secure never reached the pad");
+
+	t0 = now_ms();
+	ASSERT_OK(emu_ctl_nowait(e, "disconnect"));
+	ASSERT_OK(bg_secure_join(&bg, 3 * PROMPT_MS));
+	ms = now_ms() - t0;
+	EXPECT_EQ(-ENODEV, bg.ret) TH_LOG("Secure: %s", errname(bg.ret));
+	EXPECT_EQ(0xff, bg.x.status);
+	EXPECT_GT(PROMPT_MS, ms) TH_LOG("ENODEV after %ld ms", ms);
+	EXPECT_TRUE(emu_wait_gone(e, EMU_EXIT_MS));
+	EXPECT_EQ(0, WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1);
+	EXPECT_EVENT(e, "^detached reason=disconnect$");
+	/* the Abort procedure is skipped for a reader that is gone */
+	EXPECT_EVENTS(0, e, "^abort-");
+
+	EXPECT_ALL_ENODEV(e->fd);
+	emu_stop(e);
+	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* Unplugged while the ladder runs: ENODEV at once, nothing else tried */
+TEST_F_TIMEOUT(recovery, disconnect_during_recovery, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct bg_secure bg;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort", "ignore", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	/* an XfrBlock in the background, through the Secure helper's thread */
+	memset(&bg, 0, sizeof(bg));
+	bg.fd = e->fd;
+	bg.blk = echo_apdu;
+	bg.len = sizeof(echo_apdu);
+	bg.xfr = true;
+	ASSERT_EQ(0, pthread_create(&bg.thread, NULL, bg_secure_fn, &bg));
+	/* the first Abort is being drained */
+	ASSERT_LE(0, log_wait(e, LADDER_MAX_MS, 0, NULL, 0,
+			      "^abort-ignored seq=1 slot=0 reason=option$"));
+
+	t0 = now_ms();
+	ASSERT_OK(emu_ctl_nowait(e, "disconnect"));
+	ASSERT_OK(bg_secure_join(&bg, LADDER_MAX_MS));
+	ms = now_ms() - t0;
+	EXPECT_EQ(-ENODEV, bg.ret) TH_LOG("XfrBlock: %s", errname(bg.ret));
+	EXPECT_EQ(0xff, bg.x.status);
+	EXPECT_GT(PROMPT_MS, ms) TH_LOG("ENODEV after %ld ms", ms);
+	EXPECT_TRUE(emu_wait_gone(e, EMU_EXIT_MS));
+	EXPECT_EVENT(e, "^detached reason=disconnect$");
+	EXPECT_EVENTS(1, e, "^abort-cmd ");
+	EXPECT_ALL_ENODEV(e->fd);
+	emu_stop(e);
+	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 8. Stalled bulk endpoints */
+
+FIXTURE(stall) {
+	struct env e;
+};
+
+FIXTURE_VARIANT(stall) {
+	const char *script;	/* --stall */
+	const char *ep;		/* the endpoint that stalls */
+	const char *dir;	/* in the kernel log */
+};
+
+FIXTURE_VARIANT_ADD(stall, bulk_in) {
+	.script = "2:in", .ep = "0x81", .dir = "IN",
+};
+
+FIXTURE_VARIANT_ADD(stall, bulk_out) {
+	.script = "2:out", .ep = "0x02", .dir = "OUT",
+};
+
+FIXTURE_SETUP(stall)
+{
+	const char *why = env_skip_reason();
+
+	env_init(&self->e);
+	if (why)
+		SKIP(return, "%s", why);
+	kmsg_mark(&self->e);
+}
+
+FIXTURE_TEARDOWN_PARENT(stall)
+{
+	env_teardown(_metadata, &self->e);
+}
+
+/*
+ * EIO; the driver clears the halt (clear_halts), aborts the command, and,
+ * the card's state being unknown, powers the slot off: ECONNRESET, then
+ * power on and the next command works.
+ */
+TEST_F_TIMEOUT(stall, eio_then_recovered, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int i_stall, i_clr;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--stall", variant->script, NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	t0 = now_ms();
+	EXPECT_ERRNO(EIO, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	EXPECT_EQ(0xff, x.status);
+
+	EXPECT_EVENT(e, "^no-answer 2 reason=stall$");
+	i_stall = log_find(e, 0, NULL, 0, "^stall ep=%s$", variant->ep);
+	i_clr = log_find(e, 0, NULL, 0, "^clear-halt ep=%s$", variant->ep);
+	EXPECT_LE(0, i_stall);
+	EXPECT_LT(i_stall, i_clr);
+	EXPECT_EVENTS(1, e, "^clear-halt ");
+	EXPECT_EVENTS(1, e, "^cmd 2 type=0x6f ");
+	EXPECT_ABORTS(1, e, 1);
+	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=0$");
+	EXPECT_EVENTS(0, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 0, 1, 1, 0, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "bulk-%s endpoint stalled$", e->busre,
+		    variant->dir);
+
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_DELTAS(e, &c0, 0, 1, 1, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 3. Malformed answers */
+
+FIXTURE(bad_frame) {
+	struct env e;
+};
+
+FIXTURE_VARIANT(bad_frame) {
+	const char *kind;	/* --bad 2:KIND */
+	int err;		/* of the XfrBlock */
+	const char *why;	/* "bad answer: WHY" for EPROTO */
+	int stale;		/* stale_frames, after the next command */
+};
+
+/* answers to another bSeq or bSlot are stale: dropped, then a timeout */
+FIXTURE_VARIANT_ADD(bad_frame, wrong_seq) {
+	.kind = "wrong-seq", .err = ETIMEDOUT, .stale = 1,
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, wrong_slot) {
+	.kind = "wrong-slot", .err = ETIMEDOUT, .stale = 1,
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, wrong_seq_then_right) {
+	.kind = "wrong-seq-then-right", .err = 0, .stale = 1,
+};
+
+/* the second copy is dropped as stale by the next command */
+FIXTURE_VARIANT_ADD(bad_frame, duplicate) {
+	.kind = "duplicate", .err = 0, .stale = 1,
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, wrong_type) {
+	.kind = "wrong-type", .err = EPROTO, .why = "wrong message type",
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, len_over_data) {
+	.kind = "len-over-data", .err = EPROTO,
+	.why = "dwLength does not match the data received",
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, len_over_max) {
+	.kind = "len-over-max", .err = EPROTO,
+	.why = "message longer than dwMaxCCIDMessageLength",
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, short_header) {
+	.kind = "short-header", .err = EPROTO, .why = "short header",
+};
+
+FIXTURE_VARIANT_ADD(bad_frame, babble) {
+	.kind = "babble", .err = EPROTO, .why = "more than a message",
+};
+
+FIXTURE_SETUP(bad_frame)
+{
+	const char *why = env_skip_reason();
+
+	env_init(&self->e);
+	if (why)
+		SKIP(return, "%s", why);
+	kmsg_mark(&self->e);
+}
+
+FIXTURE_TEARDOWN_PARENT(bad_frame)
+{
+	env_teardown(_metadata, &self->e);
+}
+
+TEST_F_TIMEOUT(bad_frame, recovered, 120)
+{
+	struct env *e = &self->e;
+	char kind[32];
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int i_abort;
+	long t0, ms;
+
+	strf(kind, sizeof(kind), "2:%s", variant->kind);
+	ASSERT_OK(emu_start(e, "--bad", kind, NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(variant->err, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	/* the "-then-right" kind logs its bad half */
+	strf(kind, sizeof(kind), "%.*s",
+	     (int)(strstr(variant->kind, "-then-right") ?
+		   strstr(variant->kind, "-then-right") - variant->kind :
+		   (long)strlen(variant->kind)), variant->kind);
+
+	if (!variant->err) {
+		ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+		/*
+		 * The next command works, and drops what is left (the second
+		 * copy of a duplicate goes out, and is logged, only then).
+		 */
+		ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+		ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+		EXPECT_EVENT(e, "^bad 2 kind=%s ", kind);
+		EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, variant->stale, 0, 0);
+		EXPECT_EVENTS(0, e, "^abort-");
+		EXPECT_EQ(0, emu_stop(e));
+		EXPECT_KMSG_CLEAN(e);
+		return;
+	}
+
+	EXPECT_EVENT(e, "^bad 2 kind=%s ", kind);
+	EXPECT_EQ(0xff, x.status);
+	if (variant->err == ETIMEDOUT) {
+		EXPECT_LE(XFR_T_MS, ms);
+		EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, variant->stale, 0, 0);
+		EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$",
+			    e->busre);
+	} else {
+		EXPECT_DELTAS(e, &c0, 0, 1, 0, 0, 0, 0, 1);
+		EXPECT_KMSG(1, e, DRV "slot 0: bad answer: %s$", e->busre,
+			    variant->why);
+	}
+	/* recovery: Abort, then IccPowerOff and ResetParameters */
+	EXPECT_ABORTS(1, e, 1);
+	i_abort = log_find(e, 0, NULL, 0, "^abort-answered seq=1 slot=0 ");
+	EXPECT_LE(0, i_abort);
+	EXPECT_LT(i_abort, log_find(e, i_abort, NULL, 0,
+				    "^answer [0-9]+ type=0x81 slot=0 seq=2 "));
+	EXPECT_LT(i_abort, log_find(e, i_abort, NULL, 0,
+				    "^answer [0-9]+ type=0x82 slot=0 seq=3 "));
+	EXPECT_EVENTS(0, e, "^clear-halt ");
+
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+TEST_HARNESS_MAIN
