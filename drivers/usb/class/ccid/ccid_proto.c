@@ -589,6 +589,9 @@ int ccid_quirk_override(const char *param, u16 vid, u16 pid, u32 *flags)
 	u16 v, d;
 
 	while (*p) {
+		/* "echo > quirks" leaves a lone newline: nothing more */
+		if (*p == '\n' && !p[1])
+			break;
 		if (ccid_parse_id(&p, ':', &v) || ccid_parse_id(&p, ':', &d))
 			return -EINVAL;
 		for (f = 0; *p && *p != ',' && *p != '\n'; p++) {

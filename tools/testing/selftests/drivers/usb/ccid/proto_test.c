@@ -1646,6 +1646,9 @@ TEST(quirk_override)
 
 	EXPECT_EQ(0, ccid_quirk_override("", 0x04e6, 0xe003, &flags));
 	EXPECT_EQ(0x80u, flags);
+	/* what "echo > /sys/module/ccid/parameters/quirks" leaves */
+	EXPECT_EQ(0, ccid_quirk_override("\n", 0x04e6, 0xe003, &flags));
+	EXPECT_EQ(0x80u, flags);
 	EXPECT_EQ(1, ccid_quirk_override("04e6:e003:", 0x04e6, 0xe003,
 					 &flags));
 	EXPECT_EQ(0u, flags);
