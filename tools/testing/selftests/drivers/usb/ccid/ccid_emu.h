@@ -196,6 +196,30 @@ struct emu_cfg {
 
 extern struct emu_cfg cfg;
 
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	return p[0] | p[1] << 8;
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+	p[2] = v >> 16;
+	p[3] = v >> 24;
+}
+
 /* ccid_emu.c */
 void elog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

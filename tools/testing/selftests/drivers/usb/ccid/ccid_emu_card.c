@@ -132,19 +132,6 @@ static void buf_free(struct buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-	p[2] = v >> 16;
-	p[3] = v >> 24;
-}
-
 static uint8_t rsp_type_for(uint8_t cmd)
 {
 	switch (cmd) {
@@ -570,13 +557,6 @@ static void card_t1_block(struct slot *s, const uint8_t *b, size_t n,
 /* ------------------------------------------------------------------ */
 /* Queueing answers, with the scripts */
 
-static void queue(unsigned int n, uint8_t slot, uint8_t seq,
-		  const uint8_t *frame, size_t len, uint64_t due,
-		  unsigned int flags, const char *what)
-{
-	usb_queue_frame(n, slot, seq, frame, len, due, flags, what);
-}
-
 static void header(uint8_t *h, uint8_t type, uint32_t len, uint8_t slot,
 		   uint8_t seq, uint8_t status, uint8_t error, uint8_t param)
 {
@@ -738,7 +718,7 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 	for (i = 0; i < count; i++) {
 		header(h, a->type, 0, slot, seq,
 		       ST_TIME_EXT | ccid_icc_status(slot), mult, 0);
-		queue(n, slot, seq, h, EMU_HDR, now + i * gap, 0, "time-ext");
+		usb_queue_frame(n, slot, seq, h, EMU_HDR, now + i * gap, 0, "time-ext");
 	}
 	due = now + count * gap + a->delay_ms;
 
@@ -756,48 +736,48 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 
 	switch (bad) {
 	case BAD_NONE:
-		queue(n, slot, seq, f, len, due,
-		      FR_FINAL | (a->wedge ? FR_WEDGE : 0), "answer");
+		usb_queue_frame(n, slot, seq, f, len, due,
+				FR_FINAL | (a->wedge ? FR_WEDGE : 0), "answer");
 		break;
 	case BAD_WRONG_SEQ:
 	case BAD_WRONG_SEQ_THEN_RIGHT:
 		f[6] = seq + 1;
-		queue(n, slot, seq, f, len, due,
-		      bad == BAD_WRONG_SEQ ? FR_FINAL : 0,
-		      bad_what(BAD_WRONG_SEQ));
+		usb_queue_frame(n, slot, seq, f, len, due,
+				bad == BAD_WRONG_SEQ ? FR_FINAL : 0,
+				bad_what(BAD_WRONG_SEQ));
 		if (bad == BAD_WRONG_SEQ)
 			break;
 		f[6] = seq;
-		queue(n, slot, seq, f, len, due, FR_FINAL, "answer");
+		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, "answer");
 		break;
 	case BAD_WRONG_SLOT:
 		f[5] = slot + 1;
-		queue(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
 		break;
 	case BAD_DUPLICATE:
-		queue(n, slot, seq, f, len, due, FR_FINAL, "answer");
-		queue(n, slot, seq, f, len, due, 0, bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, "answer");
+		usb_queue_frame(n, slot, seq, f, len, due, 0, bad_what(bad));
 		break;
 	case BAD_WRONG_TYPE:
 		f[0] = a->type == RDR_DATA_BLOCK ? RDR_SLOT_STATUS :
 						   RDR_DATA_BLOCK;
-		queue(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
 		break;
 	case BAD_LEN_OVER_DATA:
 		put_le32(f + 1, len - EMU_HDR + 5);
-		queue(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
 		break;
 	case BAD_LEN_OVER_MAX:
 		put_le32(f + 1, len - EMU_HDR);
-		queue(n, slot, seq, f, len, due, FR_FINAL | FR_NO_SPLIT,
-		      bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL | FR_NO_SPLIT,
+				bad_what(bad));
 		break;
 	case BAD_SHORT_HEADER:
-		queue(n, slot, seq, f, 5, due, FR_FINAL, bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, 5, due, FR_FINAL, bad_what(bad));
 		break;
 	case BAD_BABBLE:
-		queue(n, slot, seq, f, EMU_HDR, due, FR_FINAL | FR_BABBLE,
-		      bad_what(bad));
+		usb_queue_frame(n, slot, seq, f, EMU_HDR, due, FR_FINAL | FR_BABBLE,
+				bad_what(bad));
 		break;
 	case BAD_GARBAGE: {
 		uint8_t junk[64];
@@ -805,8 +785,8 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 
 		for (k = 0; k < m; k++)
 			junk[k] = emu_rand();
-		queue(n, slot, seq, junk, m, due, FR_FINAL | FR_NO_SPLIT,
-		      bad_what(bad));
+		usb_queue_frame(n, slot, seq, junk, m, due, FR_FINAL | FR_NO_SPLIT,
+				bad_what(bad));
 		break;
 	}
 	}
@@ -1359,12 +1339,12 @@ static void answer_abort(void)
 		buf_free(&s->sec);
 		header(h, rsp_type_for(s->busy_type), 0, slot, seq,
 		       ST_FAILED | icc, ERR_CMD_ABORTED, 0);
-		queue(s->busy_cmd, slot, seq, h, EMU_HDR, now_ms(), 0,
-		      "answer");
+		usb_queue_frame(s->busy_cmd, slot, seq, h, EMU_HDR, now_ms(), 0,
+				"answer");
 	}
 	header(h, RDR_SLOT_STATUS, 0, slot, seq,
 	       s ? icc : ST_FAILED | 2, s ? 0 : 5, 0);
-	queue(rd.acmd_no, slot, seq, h, EMU_HDR, now_ms(), 0, "answer");
+	usb_queue_frame(rd.acmd_no, slot, seq, h, EMU_HDR, now_ms(), 0, "answer");
 	elog("abort-answered seq=%u slot=%u aborted=%d", seq, slot, aborted);
 	rd.areq_valid = rd.acmd_valid = false;
 }

@@ -84,25 +84,6 @@ static inline void put_be32(uint8_t *p, uint32_t v)
 	p[3] = v;
 }
 
-static inline uint16_t get_le16(const uint8_t *p)
-{
-	return p[0] | p[1] << 8;
-}
-
-static inline void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-	p[2] = v >> 16;
-	p[3] = v >> 24;
-}
-
 int usb_fd(void)
 {
 	return usb.fd;

@@ -46,7 +46,7 @@ trap cleanup EXIT
 # emu_start NAME [OPTIONS...]: start ccid_emu, wait until it reports its
 # node (or that the driver did not bind).  Sets pid, log, ctl, busid, dev.
 emu_start() {
-	local name=$1 i line
+	local name=$1 line
 
 	shift
 	log=$tmp/$name.log
@@ -56,7 +56,7 @@ emu_start() {
 	pid=$!
 	dev=''
 	busid=''
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		grep -q '^node ' "$log" 2>/dev/null && break
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
@@ -80,13 +80,11 @@ emu_ctl() {
 
 # emu_stop: "quit", then the exit status in emu_rc
 emu_stop() {
-	local i
-
 	emu_rc=
 	[ -n "$pid" ] || return 0
 	if kill -0 "$pid" 2>/dev/null; then
 		echo quit >"$ctl" 2>/dev/null &
-		for i in $(seq 100); do
+		for _ in $(seq 100); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.05
 		done
@@ -99,9 +97,7 @@ emu_stop() {
 
 # wait_log REGEX [SECS]: until the log has a matching line
 wait_log() {
-	local i
-
-	for i in $(seq $((${2:-5} * 20))); do
+	for _ in $(seq $((${2:-5} * 20))); do
 		grep -qE "$1" "$log" 2>/dev/null && return 0
 		sleep 0.05
 	done
@@ -1044,14 +1040,14 @@ t_disconnect() {
 }
 
 t_replug() {
-	local old i
+	local old
 
 	emu_start replug
 	need_node || return
 	old=$busid
 	echo replug >"$ctl"
 	want "log: second attach" wait_log '^ctl-ok replug$' 5
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ "$(log_count '^node dev=')" -ge 2 ] && break
 		sleep 0.05
 	done

@@ -22,7 +22,14 @@
  *  - a randomized run against "ccid_emu --random SEED" (CCID_SEED in the
  *    environment repeats a run), checked answer by answer against the
  *    emulator's log;
- *  - concurrency: many processes, one or two readers.
+ *  - throughput and concurrency: one process, then many, on one reader or
+ *    two; every answer must be the process's own.
+ *
+ * Environment: CCID_EMU (the emulator; default: ccid_emu next to this
+ * program), CCID_SEED and CCID_RANDOM_XFRS (the randomized run: its seed,
+ * default from the clock, and its number of XfrBlocks, default 10000),
+ * CCID_EMU_LOG_LINES (how much of the emulator's log a failure shows, 40).
+ * run-vm passes CCID_* variables into the guest.
  *
  * The emulator is the test process's child, with PR_SET_PDEATHSIG, so it
  * detaches when the test process ends, however it ends; the parent-side
@@ -78,7 +85,7 @@
 #define CTL_WAIT_MS		5000
 #define EVENT_WAIT_MS		5000
 #define CCID_MAX_BUFFER		65554	/* 10-byte header + 65544 */
-#define POLLIN_BITS			(POLLIN | POLLRDNORM)
+#define POLLIN_BITS		(POLLIN | POLLRDNORM)
 
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
