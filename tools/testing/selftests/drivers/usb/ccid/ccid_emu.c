@@ -140,6 +140,7 @@ static const char usage_text[] =
 "  --time-ext-gap MS     spacing of time extensions (default 100); the\n"
 "                        answer comes COUNT * MS after the command\n"
 "  --delay N:MS          answer command N MS later (after the extensions)\n"
+"  --drop N              no answer to command N (\"no-answer N reason=script\")\n"
 "  --mute-after K        no bulk-IN answer to commands after K (Abort is\n"
 "                        --abort's business)\n"
 "  --revive-on-reset     a USB reset ends the mute (else only \"unmute\")\n"
@@ -576,7 +577,7 @@ enum {
 	O_PATCH_DEVICE, O_PATCH_CONFIG, O_ATR, O_SLOT_ATR, O_ABSENT,
 	O_POWERED, O_PROTOCOL, O_PIN, O_PIN_TRIES, O_AID, O_PAD_PIN,
 	O_PIN_DELAY, O_PIN_TIMEOUT, O_SPR332, O_TIME_EXT, O_TIME_EXT_GAP,
-	O_DELAY, O_MUTE_AFTER, O_REVIVE, O_ABORT, O_ABORT_REQ, O_STALL, O_BAD,
+	O_DELAY, O_DROP, O_MUTE_AFTER, O_REVIVE, O_ABORT, O_ABORT_REQ, O_STALL, O_BAD,
 	O_NOTIFY_ON_CONFIG, O_INSERT_AT, O_REMOVE_AT, O_HWERROR_AT, O_DISCONNECT_AT, O_RANDOM,
 };
 
@@ -638,6 +639,7 @@ static const struct option longopts[] = {
 	{ "time-ext", required_argument, NULL, O_TIME_EXT },
 	{ "time-ext-gap", required_argument, NULL, O_TIME_EXT_GAP },
 	{ "delay", required_argument, NULL, O_DELAY },
+	{ "drop", required_argument, NULL, O_DROP },
 	{ "mute-after", required_argument, NULL, O_MUTE_AFTER },
 	{ "revive-on-reset", no_argument, NULL, O_REVIVE },
 	{ "abort", required_argument, NULL, O_ABORT },
@@ -803,8 +805,7 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 			break;
 		case O_MAX_MSG:
 			cfg.max_msg = num(o, optarg, 0xffffffffu);
-			if (!cfg.max_msg)
-				bad_usage("--max-msg: 0 is the default marker");
+			cfg.max_msg_set = true;
 			break;
 		case O_PIN_SUPPORT:
 			cfg.pin_support = num(o, optarg, 0xff);
@@ -920,6 +921,9 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 				num(o, rest, 3600000);
 			break;
 		}
+		case O_DROP:
+			add_script(o, num(o, optarg, 0xffffffffu), SCR_DROP);
+			break;
 		case O_MUTE_AFTER:
 			cfg.mute_after = num(o, optarg, 0xffffffffu);
 			break;
@@ -995,7 +999,7 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 	if (optind < argc)
 		bad_usage("unexpected argument '%s'", argv[optind]);
 
-	if (!cfg.max_msg)
+	if (!cfg.max_msg_set)
 		cfg.max_msg = (cfg.features & LEVEL_MASK) == LEVEL_EXT ?
 			      EMU_HDR + 65536 : 271;
 	if (cfg.bulk_maxp < 0)

@@ -90,6 +90,7 @@ struct ep_cfg {
 enum script_kind {
 	SCR_TIME_EXT,		/* a = count, b = multiplier */
 	SCR_DELAY,		/* a = ms */
+	SCR_DROP,		/* no answer */
 	SCR_STALL_IN,
 	SCR_STALL_OUT,
 	SCR_BAD,		/* a = enum bad_kind */
@@ -145,6 +146,7 @@ struct emu_cfg {
 	uint32_t protocols;
 	uint32_t features;
 	uint32_t max_msg;
+	bool max_msg_set;	/* --max-msg given, 0 included */
 	uint8_t pin_support;
 	uint8_t max_busy;
 	uint16_t lcd_layout;

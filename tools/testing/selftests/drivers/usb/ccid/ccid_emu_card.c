@@ -569,20 +569,23 @@ static void header(uint8_t *h, uint8_t type, uint32_t len, uint8_t slot,
 	h[9] = param;
 }
 
+/* name: for --bad; what: the frame's label, "bad <what>" in the log */
 static const struct {
 	const char *name;
+	const char *what;
 	enum bad_kind kind;
 } bad_names[] = {
-	{ "wrong-seq", BAD_WRONG_SEQ },
-	{ "wrong-slot", BAD_WRONG_SLOT },
-	{ "duplicate", BAD_DUPLICATE },
-	{ "wrong-type", BAD_WRONG_TYPE },
-	{ "len-over-data", BAD_LEN_OVER_DATA },
-	{ "len-over-max", BAD_LEN_OVER_MAX },
-	{ "short-header", BAD_SHORT_HEADER },
-	{ "babble", BAD_BABBLE },
-	{ "wrong-seq-then-right", BAD_WRONG_SEQ_THEN_RIGHT },
-	{ "garbage", BAD_GARBAGE },
+	{ "wrong-seq", "bad:wrong-seq", BAD_WRONG_SEQ },
+	{ "wrong-slot", "bad:wrong-slot", BAD_WRONG_SLOT },
+	{ "duplicate", "bad:duplicate", BAD_DUPLICATE },
+	{ "wrong-type", "bad:wrong-type", BAD_WRONG_TYPE },
+	{ "len-over-data", "bad:len-over-data", BAD_LEN_OVER_DATA },
+	{ "len-over-max", "bad:len-over-max", BAD_LEN_OVER_MAX },
+	{ "short-header", "bad:short-header", BAD_SHORT_HEADER },
+	{ "babble", "bad:babble", BAD_BABBLE },
+	{ "wrong-seq-then-right", "bad:wrong-seq-then-right",
+	  BAD_WRONG_SEQ_THEN_RIGHT },
+	{ "garbage", "bad:garbage", BAD_GARBAGE },
 };
 
 int ccid_bad_kind(const char *name)
@@ -596,16 +599,15 @@ int ccid_bad_kind(const char *name)
 	return -1;
 }
 
+/* A frame's label lives as long as the frame: a string constant */
 static const char *bad_what(enum bad_kind kind)
 {
-	static char what[40];
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(bad_names); i++)
 		if (bad_names[i].kind == kind)
-			break;
-	snprintf(what, sizeof(what), "bad:%s", bad_names[i].name);
-	return what;
+			return bad_names[i].what;
+	return "bad:unknown";
 }
 
 /*
@@ -682,6 +684,9 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 			break;
 		case SCR_DELAY:
 			a->delay_ms += sc->a;
+			break;
+		case SCR_DROP:
+			a->none = true;
 			break;
 		case SCR_STALL_IN:
 			stall = true;
