@@ -21,10 +21,13 @@
 #define CCID_TIMEOUT_SECURE_MS	90000	/* at least this, or bTimeOut + 10 s */
 #define CCID_SECURE_SLACK_MS	10000
 /*
- * Time extensions may stretch the wait for an answer up to this long
- * (or the command's own timeout, if longer) after the command was sent
+ * Time extensions may stretch the wait for an answer up to time_ext_limit
+ * seconds (or the command's own timeout, if longer) after the command was
+ * sent
  */
-#define CCID_TIME_EXT_LIMIT_MS	300000
+#define CCID_TIME_EXT_LIMIT_DEFAULT	300
+#define CCID_TIME_EXT_LIMIT_MAX		3600
+extern unsigned int ccid_time_ext_limit;
 /* Bulk-OUT of one command, and each step of an abort */
 #define CCID_OUT_TIMEOUT_MS	5000
 #define CCID_ABORT_STEP_MS	1000

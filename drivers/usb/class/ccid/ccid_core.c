@@ -48,6 +48,11 @@ module_param_string(quirks, quirks, sizeof(quirks), 0644);
 MODULE_PARM_DESC(quirks,
 		 "VID:PID:FLAGS[,...] replaces the built-in quirks of a reader; FLAGS: s = Secure is broken, f = bogus firmware, none = empty");
 
+unsigned int ccid_time_ext_limit = CCID_TIME_EXT_LIMIT_DEFAULT;
+module_param_named(time_ext_limit, ccid_time_ext_limit, uint, 0644);
+MODULE_PARM_DESC(time_ext_limit,
+		 "seconds time extensions may stretch the wait for an answer (1-3600, default 300)");
+
 void ccid_delete(struct kref *kref)
 {
 	struct ccid_dev *dev = container_of(kref, struct ccid_dev, kref);
@@ -487,6 +492,10 @@ static int ccid_parse_intf(struct ccid_dev *dev, struct usb_interface *intf)
 		return -ENODEV;
 	}
 
+	/*
+	 * CCID asks for at least 271 (a short APDU), but SCM firmware says
+	 * 263: take what holds a packet; the ioctls refuse longer commands.
+	 */
 	if (dev->desc.max_msg_len < CCID_MIN_MSG_LEN &&
 	    dev->desc.max_msg_len < in_maxp) {
 		dev_err(d, "dwMaxCCIDMessageLength %u too small\n",

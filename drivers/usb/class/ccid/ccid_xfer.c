@@ -225,6 +225,19 @@ static int ccid_usb_reset(struct ccid_dev *dev)
 	return ccid_simple_cmd(dev, CCID_PC_GET_SLOT_STATUS, 0);
 }
 
+/* The last step of the ladder; the USB reset starts every slot anew */
+static int ccid_recover_by_reset(struct ccid_dev *dev, int reason)
+{
+	int ret = ccid_usb_reset(dev);
+
+	if (ret == -ENODEV || test_bit(CCID_FLAG_GONE, &dev->flags))
+		return -ENODEV;
+	if (ret)
+		dev_err_ratelimited(&dev->intf->dev,
+				    "reader still dead after a reset: %d\n", ret);
+	return reason;
+}
+
 /*
  * The command with @seq on @slot went wrong (@reason).  Walk the ladder
  * and stop at the first step that brings the reader back:
@@ -235,8 +248,9 @@ static int ccid_usb_reset(struct ccid_dev *dev)
  *
  * After a timeout or a garbled answer the card's state is unknown: the
  * slot is powered off, its parameters are reset and it starts a new
- * generation.  A command that was only interrupted or cancelled and whose
- * Abort worked leaves the slot as it is.
+ * generation; a reader that answers the Abort but not those two is reset
+ * as in step 3.  A command that was only interrupted or cancelled and
+ * whose Abort worked leaves the slot as it is.
  *
  * Return: @reason, or -ENODEV when the reader went away meanwhile.
  */
@@ -257,19 +271,20 @@ static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
 	}
 	if (ret == -ENODEV)
 		return -ENODEV;
-	if (ret) {
-		ret = ccid_usb_reset(dev);
-		if (ret == -ENODEV || test_bit(CCID_FLAG_GONE, &dev->flags))
-			return -ENODEV;
-		if (ret)
-			dev_err_ratelimited(d, "reader still dead after a reset: %d\n",
-					    ret);
-		return reason;
-	}
+	if (ret)
+		return ccid_recover_by_reset(dev, reason);
 
 	if (card_lost) {
-		ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot);
-		ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+		/* Any answer will do, even a failure: the reader is alive */
+		ret = ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot) ?:
+		      ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+		if (ret == -ENODEV)
+			return -ENODEV;
+		if (ret) {
+			dev_warn_ratelimited(d, "slot %u: abort answered, but not a power off (%d)\n",
+					     slot, ret);
+			return ccid_recover_by_reset(dev, reason);
+		}
 		ccid_reset_slots(dev, BIT(slot));
 	}
 	return reason;
@@ -372,12 +387,14 @@ static int ccid_timed_out(struct ccid_dev *dev, const struct ccid_cmd *cmd,
  * Read bulk-IN until the answer to the command with @seq arrives.  Stale
  * answers do not extend the wait; a time extension restarts it with the
  * timeout multiplied by bError, but never past max(timeout,
- * CCID_TIME_EXT_LIMIT_MS) after the command was sent.
+ * time_ext_limit) after the command was sent.
  */
 static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			    u8 seq)
 {
 	unsigned long base = msecs_to_jiffies(cmd->timeout_ms);
+	unsigned int limit_s = clamp_val(READ_ONCE(ccid_time_ext_limit), 1,
+					 CCID_TIME_EXT_LIMIT_MAX);
 	unsigned long now = jiffies, wait_end, hard_end;
 	unsigned int stale = 0, extensions = 0;
 	enum ccid_rsp_verdict v;
@@ -386,7 +403,7 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 	int ret;
 
 	wait_end = now + base;
-	hard_end = now + max(base, msecs_to_jiffies(CCID_TIME_EXT_LIMIT_MS));
+	hard_end = now + max(base, msecs_to_jiffies(limit_s * MSEC_PER_SEC));
 
 	for (;;) {
 		now = jiffies;

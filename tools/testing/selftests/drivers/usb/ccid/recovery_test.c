@@ -73,6 +73,9 @@
 
 #define VHCI_ATTACH		"/sys/devices/platform/vhci_hcd.0/attach"
 #define QUIRKS_PARAM		"/sys/module/ccid/parameters/quirks"
+#define TIME_EXT_PARAM		"/sys/module/ccid/parameters/time_ext_limit"
+#define USBCORE_QUIRKS		"/sys/module/usbcore/parameters/quirks"
+#define PM_WAIT_MS		10000
 
 /* The timeout the tests give their XfrBlocks */
 #define XFR_T_MS		1000
@@ -283,8 +286,11 @@ struct env {
 	char busid[32];			/* USB device, e.g. 3-1 */
 	char busre[64];			/* the same, as a regex */
 	char attrs[PATH_MAX];		/* /sys/class/usbmisc/ccidN/device */
-	char quirks_saved[256];
-	bool quirks_changed;
+	struct saved_param {
+		const char *path;
+		char val[256];
+		bool changed;
+	} params[3];			/* module parameters to put back */
 	size_t kmsg_len;
 	char kmsg[1 << 16];		/* new kernel log lines, text only */
 };
@@ -795,33 +801,70 @@ static int emu_stop(struct env *e)
 	return WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1;
 }
 
-/* ---- the quirks parameter ---- */
+/* ---- module parameters, put back at teardown ---- */
+
+static struct saved_param *param_slot(struct env *e, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(e->params); i++)
+		if (e->params[i].path && !strcmp(e->params[i].path, path))
+			return &e->params[i];
+	for (i = 0; i < ARRAY_SIZE(e->params); i++)
+		if (!e->params[i].path) {
+			e->params[i].path = path;
+			return &e->params[i];
+		}
+	return NULL;
+}
+
+static int param_set(struct env *e, const char *path, const char *val)
+{
+	struct saved_param *sp = param_slot(e, path);
+	char buf[256];
+
+	if (!sp)
+		return -ENOSPC;
+	if (!sp->changed) {
+		if (access(path, W_OK))
+			return -errno;
+		read_attr(path, buf, sizeof(buf));
+		buf[strcspn(buf, "\n")] = '\0';
+		strf(sp->val, sizeof(sp->val), "%s", buf);
+		sp->changed = true;
+	}
+	return write_file(path, val, strlen(val));
+}
+
+/* Put a parameter back; an empty one is written as a lone NUL byte */
+static int param_restore(struct env *e, const char *path)
+{
+	struct saved_param *sp = param_slot(e, path);
+	int ret;
+
+	if (!sp || !sp->changed)
+		return 0;
+	ret = write_file(path, sp->val, *sp->val ? strlen(sp->val) : 1);
+	if (!ret)
+		sp->changed = false;
+	return ret;
+}
+
+static const char *param_saved(struct env *e, const char *path)
+{
+	struct saved_param *sp = param_slot(e, path);
+
+	return sp ? sp->val : "";
+}
 
 static int quirks_set(struct env *e, const char *val)
 {
-	char buf[256];
-
-	if (!e->quirks_changed) {
-		read_attr(QUIRKS_PARAM, buf, sizeof(buf));
-		buf[strcspn(buf, "\n")] = '\0';
-		strf(e->quirks_saved, sizeof(e->quirks_saved), "%s", buf);
-		e->quirks_changed = true;
-	}
-	return write_file(QUIRKS_PARAM, val, strlen(val));
+	return param_set(e, QUIRKS_PARAM, val);
 }
 
-/* Put the parameter back; an empty one is written as a lone NUL byte */
 static int quirks_restore(struct env *e)
 {
-	const char *v = e->quirks_saved;
-	int ret;
-
-	if (!e->quirks_changed)
-		return 0;
-	ret = write_file(QUIRKS_PARAM, v, *v ? strlen(v) : 1);
-	if (!ret)
-		e->quirks_changed = false;
-	return ret;
+	return param_restore(e, QUIRKS_PARAM);
 }
 
 /* ---- teardown, in whichever process the harness runs it ---- */
@@ -852,8 +895,13 @@ static void dump_file(const char *what, const char *path, int last)
 
 static void env_teardown(struct __test_metadata *_metadata, struct env *e)
 {
-	if (quirks_restore(e))
-		fprintf(stderr, "# could not restore %s\n", QUIRKS_PARAM);
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(e->params); i++)
+		if (e->params[i].path &&
+		    param_restore(e, e->params[i].path))
+			fprintf(stderr, "# could not restore %s\n",
+				e->params[i].path);
 	if (e->emu_pid > 0) {
 		/*
 		 * The test stopped early.  "quit" through the FIFO's path
@@ -1375,7 +1423,7 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 	ASSERT_OK(quirks_restore(e));
 	read_attr(QUIRKS_PARAM, buf, sizeof(buf));
 	buf[strcspn(buf, "\n")] = '\0';
-	EXPECT_STREQ(e->quirks_saved, buf);
+	EXPECT_STREQ(param_saved(e, QUIRKS_PARAM), buf);
 
 	attr(e, "quirks", buf, sizeof(buf));
 	EXPECT_STREQ("none\n", buf);
@@ -1486,9 +1534,9 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 /* 2. Each step of the ladder alone */
 
 /*
- * Step 1: a mute reader that still answers the Abort.  The ladder stops
- * there; the slot is powered off and its parameters reset (both unanswered
- * while muted), and the file gets ECONNRESET.
+ * Step 1: a reader that drops one command but answers the Abort.  The
+ * ladder stops there; the slot is powered off and its parameters reset,
+ * and the file gets ECONNRESET.
  */
 TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 {
@@ -1500,9 +1548,8 @@ TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 	int i_ans, cmds;
 	long t0, ms;
 
-	ASSERT_OK(emu_start(e, "--mute-after", "1", NULL));
+	ASSERT_OK(emu_start(e, "--drop", "2", NULL));
 	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
-	EXPECT_EVENT(e, "^muted after=1$");
 	counters_read(e, &c0);
 
 	t0 = now_ms();
@@ -1514,29 +1561,82 @@ TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 	TH_LOG("timeout and step 1: %ld ms", ms);
 
 	EXPECT_EVENT(e, "^cmd 2 type=0x6f slot=0 seq=1 ");
-	EXPECT_EVENT(e, "^no-answer 2 reason=muted$");
+	EXPECT_EVENT(e, "^no-answer 2 reason=script$");
 	EXPECT_ABORTS(1, e, 1);
 	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=0$");
-	/* after the Abort: IccPowerOff, then ResetParameters */
+	/* after the Abort: IccPowerOff, then ResetParameters, answered */
 	i_ans = log_find(e, 0, NULL, 0, "^abort-answered seq=1 ");
 	EXPECT_LT(i_ans, log_find(e, i_ans, NULL, 0,
-				  "^cmd 4 type=0x63 slot=0 seq=2 "));
+				  "^answer 4 type=0x81 slot=0 seq=2 "));
 	EXPECT_LT(i_ans, log_find(e, i_ans, NULL, 0,
-				  "^cmd 5 type=0x6d slot=0 seq=3 "));
+				  "^answer 5 type=0x82 slot=0 seq=3 "));
 	EXPECT_EVENTS(0, e, "^clear-halt ");
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
 	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
 	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG(0, e, DRV "slot 0: abort answered, but not", e->busre);
 	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
-	ASSERT_OK(emu_ctl(e, "unmute"));
 	cmds = log_count(e, "^cmd ");
 	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
 	EXPECT_EQ(cmds, log_count(e, "^cmd "));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * A mute reader that answers the Abort and nothing else: the slot cannot
+ * be powered off, so its state is unknown until the USB reset, which the
+ * ladder does next, logging why.
+ */
+TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int i_ans, i_reset;
+	long t0, ms;
+
+	ASSERT_OK(emu_start(e, "--mute-after", "1", "--revive-on-reset",
+			    NULL));
+	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	EXPECT_EVENT(e, "^muted after=1$");
+	counters_read(e, &c0);
+
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	EXPECT_LE(XFR_T_MS, ms);
+	EXPECT_GE(LADDER_MAX_MS, ms);
+	TH_LOG("timeout, abort, power off and reset: %ld ms", ms);
+
+	EXPECT_EVENT(e, "^no-answer 2 reason=muted$");
+	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=0$");
+	i_ans = log_find(e, 0, NULL, 0, "^abort-answered seq=1 ");
+	EXPECT_LT(i_ans, log_find(e, i_ans, NULL, 0,
+				  "^no-answer 4 reason=muted$"));
+	/* no ResetParameters after the unanswered IccPowerOff */
+	EXPECT_EVENTS(0, e, "^cmd 5 type=0x6d ");
+	i_reset = log_find(e, i_ans, NULL, 0, "^reset$");
+	EXPECT_LT(i_ans, i_reset);
+	EXPECT_LT(i_reset, log_find(e, i_reset, NULL, 0,
+				    "^unmuted reason=reset$"));
+	EXPECT_EVENTS(0, e, "^clear-halt ");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 1, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "slot 0: abort answered, but not a power off \\(-110\\)$",
+		    e->busre);
+	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$", e->busre);
+	EXPECT_KMSG(0, e, DRV "reader still dead", e->busre);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
 	EXPECT_KMSG_CLEAN(e);
 }
@@ -1632,8 +1732,8 @@ TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
 	int i_held, i_clr;
 	long t0, ms;
 
-	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort",
-			    "after-clear-halt", NULL));
+	ASSERT_OK(emu_start(e, "--drop", "2", "--abort", "after-clear-halt",
+			    NULL));
 	ASSERT_OK(power_on(e->fd, &p));
 	counters_read(e, &c0);
 
@@ -1659,7 +1759,6 @@ TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
 		    e->busre);
 	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
 
-	ASSERT_OK(emu_ctl(e, "unmute"));
 	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
@@ -1807,6 +1906,52 @@ TEST_F_TIMEOUT(recovery, time_ext_many_restart_the_wait, 120)
 	EXPECT_LE(12 * 500, ms);
 	EXPECT_EVENTS(12, e, "^time-ext 2 slot=0 seq=1 mult=1$");
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 12, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Time extensions cannot stretch a wait past time_ext_limit: with the
+ * limit at 3 s and a 1 s timeout, a reader that asks for more time every
+ * 500 ms for 10 s has its command aborted 3 s after it was sent.
+ */
+TEST_F_TIMEOUT(recovery, time_ext_past_the_limit, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0, c1;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	long t0, ms;
+
+	ASSERT_OK(param_set(e, TIME_EXT_PARAM, "3"));
+	ASSERT_OK(emu_start(e, "--time-ext", "2:20:1", "--time-ext-gap", "500",
+			    NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	t0 = now_ms();
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ms = now_ms() - t0;
+	TH_LOG("limit reached, then the ladder: %ld ms", ms);
+	EXPECT_LE(3000, ms);
+	EXPECT_GT(20 * 500, ms);	/* the answer was not waited for */
+	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=1$");
+	EXPECT_EVENTS(0, e, "^answer 2 type=0x80 slot=0 seq=1 .*status=0x00");
+	counters_read(e, &c1);
+	EXPECT_EQ(1, c1.v[C_TIMEOUTS] - c0.v[C_TIMEOUTS]);
+	EXPECT_EQ(1, c1.v[C_ABORTS] - c0.v[C_ABORTS]);
+	EXPECT_EQ(0, c1.v[C_USB_RESETS] - c0.v[C_USB_RESETS]);
+	/* one every 500 ms for 3 s; TCG may be late with a few */
+	EXPECT_LE(3, c1.v[C_TIME_EXT] - c0.v[C_TIME_EXT]);
+	EXPECT_GE(7, c1.v[C_TIME_EXT] - c0.v[C_TIME_EXT]);
+	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: time extensions past the limit$",
+		    e->busre);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+
+	/* Back to the default: the same reader is waited for to the end */
+	ASSERT_OK(param_restore(e, TIME_EXT_PARAM));
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
 	EXPECT_KMSG_CLEAN(e);
 }
