@@ -91,8 +91,9 @@ struct ccid_stats {
  * @int_ep: the interrupt-IN endpoint, or NULL
  * @int_urb: interrupt-IN URB, or NULL when the reader has no such endpoint
  * @int_buf: its buffer
- * @open_mutex: protects @open_count
+ * @open_mutex: protects @open_count and @unbound
  * @open_count: open files; the interrupt URB runs while it is not zero
+ * @unbound: set by disconnect: open files hold no PM reference any more
  * @int_errors: interrupt-IN errors in a row
  * @self_reset: the driver's own recovery is resetting the device, with
  *	io_mutex held; set and read only by that task
@@ -137,6 +138,7 @@ struct ccid_dev {
 	u8 *int_buf;
 	struct mutex open_mutex;	/* open_count */
 	unsigned int open_count;
+	bool unbound;
 	unsigned int int_errors;
 	bool self_reset;
 

@@ -199,7 +199,16 @@ static int ccid_open(struct inode *inode, struct file *file)
 	if (!f)
 		return -ENOMEM;
 
-	/* usb_register_dev() serializes open against disconnect */
+	/*
+	 * usb_register_dev() serializes open against disconnect.  An open
+	 * reader stays resumed; the resume, if any, starts new generations
+	 * before this file takes them for acknowledged.
+	 */
+	ret = usb_autopm_get_interface(intf);
+	if (ret) {
+		kfree(f);
+		return ret;
+	}
 	kref_get(&dev->kref);
 	f->dev = dev;
 	spin_lock_irq(&dev->lock);
@@ -230,6 +239,9 @@ static int ccid_release(struct inode *inode, struct file *file)
 	mutex_lock(&dev->open_mutex);
 	if (!--dev->open_count && dev->int_urb)
 		usb_kill_urb(dev->int_urb);
+	/* after disconnect the USB core has dropped our PM references */
+	if (!dev->unbound)
+		usb_autopm_put_interface(dev->intf);
 	mutex_unlock(&dev->open_mutex);
 
 	kfree(f);
@@ -703,6 +715,10 @@ static void ccid_disconnect(struct usb_interface *intf)
 	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
 
+	mutex_lock(&dev->open_mutex);
+	dev->unbound = true;
+	mutex_unlock(&dev->open_mutex);
+
 	usb_set_intfdata(intf, NULL);
 	kref_put(&dev->kref, ccid_delete);
 }
@@ -734,7 +750,9 @@ static int ccid_post_reset(struct usb_interface *intf)
 
 /*
  * Suspend ends the command in flight with -EIO; after resume the cards
- * are taken as powered off, as after a reset.
+ * are taken as powered off, as after a reset.  Open files hold a PM
+ * reference, so only a system suspend finds the reader open: autosuspend
+ * waits until the last file is closed.
  */
 static int ccid_suspend(struct usb_interface *intf, pm_message_t message)
 {
@@ -763,6 +781,7 @@ struct usb_driver ccid_driver = {
 	.reset_resume	= ccid_resume,
 	.id_table	= ccid_ids,
 	.dev_groups	= ccid_groups,
+	.supports_autosuspend = 1,
 };
 
 module_usb_driver(ccid_driver);

@@ -2572,4 +2572,117 @@ TEST_F_TIMEOUT(bad_frame, recovered, 120)
 	EXPECT_KMSG_CLEAN(e);
 }
 
+/* ------------------------------------------------------------------ */
+/* Power management: autosuspend once the last file is closed */
+
+static int usb_power_set(struct env *e, const char *name, const char *val)
+{
+	char path[PATH_MAX];
+
+	strf(path, sizeof(path), "/sys/bus/usb/devices/%s/power/%s", e->busid,
+	     name);
+	return write_file(path, val, strlen(val));
+}
+
+/* power/runtime_status of the USB device becomes @want within @ms */
+static bool usb_runtime_status_is(struct env *e, const char *want, long ms)
+{
+	char path[PATH_MAX], buf[32];
+	long end = now_ms() + ms;
+
+	strf(path, sizeof(path), "/sys/bus/usb/devices/%s/power/runtime_status",
+	     e->busid);
+	do {
+		read_attr(path, buf, sizeof(buf));
+		buf[strcspn(buf, "\n")] = '\0';
+		if (!strcmp(buf, want))
+			return true;
+		sleep_ms(50);
+	} while (now_ms() < end);
+	return false;
+}
+
+FIXTURE(pm) {
+	struct env e;
+};
+
+/*
+ * resume: a plain runtime resume; reset_resume: usbcore's
+ * USB_QUIRK_RESET_RESUME ('b') for the emulated VID:PID makes every
+ * resume a reset-resume, which the reader sees as a USB reset.
+ */
+FIXTURE_VARIANT(pm) {
+	bool reset_resume;
+};
+
+FIXTURE_VARIANT_ADD(pm, resume) {
+	.reset_resume = false,
+};
+
+FIXTURE_VARIANT_ADD(pm, reset_resume) {
+	.reset_resume = true,
+};
+
+FIXTURE_SETUP(pm)
+{
+	const char *why = env_skip_reason();
+
+	env_init(&self->e);
+	if (why)
+		SKIP(return, "%s", why);
+	kmsg_mark(&self->e);
+	uevent_listen(&self->e);
+}
+
+FIXTURE_TEARDOWN_PARENT(pm)
+{
+	env_teardown(_metadata, &self->e);
+}
+
+/*
+ * An open file keeps the reader resumed.  Closed, it autosuspends (the
+ * driver's suspend runs); the next open resumes it, and every slot starts
+ * a new generation, which that file already holds as acknowledged: the
+ * card is taken as powered off and is powered on again.
+ */
+TEST_F_TIMEOUT(pm, autosuspend_then_open, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_events ev0, ev1;
+	struct ccid_power_on p;
+
+	/* read at enumeration: set before the reader comes */
+	if (variant->reset_resume)
+		ASSERT_OK(param_set(e, USBCORE_QUIRKS, "1209:cc1d:b"));
+	ASSERT_OK(emu_start(e, "--vid", "0x1209", "--pid", "0xcc1d", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(slot_events(e->fd, 0, &ev0));
+
+	ASSERT_OK(usb_power_set(e, "autosuspend_delay_ms", "0"));
+	ASSERT_OK(usb_power_set(e, "control", "auto"));
+	/* open: the reader stays active */
+	sleep_ms(500);
+	EXPECT_TRUE(usb_runtime_status_is(e, "active", 0));
+
+	close(e->fd);
+	e->fd = -1;
+	ASSERT_TRUE(usb_runtime_status_is(e, "suspended", PM_WAIT_MS));
+	EXPECT_EQ(0, uevent_resets(e, "0x1"));
+
+	e->fd = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, e->fd) TH_LOG("open %s: %s", e->dev, strerror(errno));
+	EXPECT_TRUE(usb_runtime_status_is(e, "active", 0));
+	ASSERT_OK(slot_events(e->fd, 0, &ev1));
+	EXPECT_EQ(ev0.generation[0] + 1, ev1.generation[0]);
+	EXPECT_EQ(0, ev1.reset_pending);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+	EXPECT_EVENTS(variant->reset_resume ? 1 : 0, e, "^reset$");
+
+	/* the new file acknowledged the generation at open */
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_TRUE(usb_runtime_status_is(e, "active", 0));
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
 TEST_HARNESS_MAIN
