@@ -1159,6 +1159,7 @@ static int cmd_events(struct ctx *c, int argc, char **argv)
 	if (ioctl(c->fd, CCID_IOC_SLOT_EVENTS, &ev))
 		return fail(c, errno, NULL);
 	printf("present: 0x%x\n", ev.present);
+	printf("known: 0x%x\n", ev.known);
 	printf("reset_pending: 0x%x\n", ev.reset_pending);
 	printf("hw_errors: %u\n", ev.hw_errors);
 	for (i = 0; i < info.num_slots && i < CCID_MAX_SLOT_COUNT; i++)

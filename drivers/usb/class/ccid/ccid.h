@@ -98,6 +98,9 @@ struct ccid_stats {
  * @self_reset: the driver's own recovery is resetting the device, with
  *	io_mutex held; set and read only by that task
  * @present: under @lock: bit N set while slot N holds a card
+ * @known: under @lock: bit N set once slot N's presence was learnt
+ * @noted: under @lock: bit N set when a bmICCStatus showed slot N's last
+ *	change before a NotifySlotChange did; its changed bit then repeats it
  * @changes: under @lock: per slot, insertions and removals seen
  * @gen: under @lock: per slot reset generation
  * @event_seq: under @lock: bumped by every presence change and reset
@@ -143,6 +146,8 @@ struct ccid_dev {
 	bool self_reset;
 
 	u32 present;
+	u32 known;
+	u32 noted;
 	u32 changes[CCID_MAX_SLOTS];
 	u32 gen[CCID_MAX_SLOTS];
 	u32 event_seq;

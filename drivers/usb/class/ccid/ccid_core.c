@@ -65,11 +65,23 @@ void ccid_delete(struct kref *kref)
 	kfree(dev);
 }
 
+/* A slot's card came or went: count it and wake poll().  Under dev->lock. */
+static void ccid_count_change(struct ccid_dev *dev, u8 slot, unsigned int n)
+{
+	dev->changes[slot] += n;
+	dev->event_seq++;
+	atomic_add(n, &dev->stats.slot_changes);
+}
+
 /**
  * ccid_note_presence() - learn a slot's card presence from bStatus
  * @dev: the reader
  * @slot: the slot an answer came for
  * @status: its bStatus
+ *
+ * The first answer for a slot only teaches the driver what is there; a
+ * later one that disagrees is a change, which the reader's NotifySlotChange
+ * may repeat (see ccid_int_presence()).
  */
 void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status)
 {
@@ -77,14 +89,45 @@ void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status)
 	unsigned long flags;
 
 	spin_lock_irqsave(&dev->lock, flags);
-	if (!!(dev->present & BIT(slot)) != present) {
+	if (!(dev->known & BIT(slot))) {
+		dev->known |= BIT(slot);
+		if (present)
+			dev->present |= BIT(slot);
+	} else if (!!(dev->present & BIT(slot)) != present) {
 		dev->present ^= BIT(slot);
-		dev->changes[slot]++;
-		dev->event_seq++;
-		atomic_inc(&dev->stats.slot_changes);
+		dev->noted |= BIT(slot);
+		ccid_count_change(dev, slot, 1);
 		wake_up_interruptible(&dev->poll_wait);
 	}
 	spin_unlock_irqrestore(&dev->lock, flags);
+}
+
+/*
+ * A NotifySlotChange for @slot: whether a card is there now, and whether
+ * the reader saw a change since its last message.  Under dev->lock.
+ */
+static void ccid_int_presence(struct ccid_dev *dev, u8 slot, bool present,
+			      bool changed)
+{
+	u32 bit = BIT(slot);
+	bool was = dev->present & bit;
+
+	if (!(dev->known & bit)) {
+		if (changed)
+			ccid_count_change(dev, slot, 1);
+	} else if (was != present) {
+		ccid_count_change(dev, slot, 1);
+	} else if (changed && !(dev->noted & bit)) {
+		/* the same as before, yet changed: out and in again */
+		ccid_count_change(dev, slot, 2);
+	}
+	/* else: the change an answer's bmICCStatus already showed */
+	dev->noted &= ~bit;
+	dev->known |= bit;
+	if (present)
+		dev->present |= bit;
+	else
+		dev->present &= ~bit;
 }
 
 /**
@@ -160,16 +203,9 @@ static void ccid_int_complete(struct urb *urb)
 		spin_unlock_irqrestore(&dev->lock, flags);
 	} else {
 		spin_lock_irqsave(&dev->lock, flags);
-		for (i = 0; i <= dev->desc.max_slot_index; i++) {
-			/* a change bit counts even if presence looks the same */
-			if (!(msg.changed & BIT(i)) &&
-			    (msg.present & BIT(i)) == (dev->present & BIT(i)))
-				continue;
-			dev->changes[i]++;
-			atomic_inc(&dev->stats.slot_changes);
-		}
-		dev->present = msg.present;
-		dev->event_seq++;
+		for (i = 0; i <= dev->desc.max_slot_index; i++)
+			ccid_int_presence(dev, i, msg.present & BIT(i),
+					  msg.changed & BIT(i));
 		spin_unlock_irqrestore(&dev->lock, flags);
 	}
 	wake_up_interruptible(&dev->poll_wait);

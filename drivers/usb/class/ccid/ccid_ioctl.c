@@ -433,7 +433,8 @@ static long ccid_ioctl_slot_events(struct ccid_file *f, void __user *argp)
 
 	if (copy_from_user(&ev, argp, sizeof(ev)))
 		return -EFAULT;
-	ret = ccid_check_reserved(dev, ev.reserved, sizeof(ev.reserved));
+	ret = ccid_check_reserved(dev, &ev.reserved0, sizeof(ev.reserved0)) ?:
+	      ccid_check_reserved(dev, ev.reserved, sizeof(ev.reserved));
 	if (ret)
 		return ret;
 	if (ev.flags & ~CCID_EVENTS_ACK_RESET) {
@@ -446,6 +447,7 @@ static long ccid_ioctl_slot_events(struct ccid_file *f, void __user *argp)
 	ev.flags = flags;
 	spin_lock_irq(&dev->lock);
 	ev.present = dev->present;
+	ev.known = dev->known;
 	for (i = 0; i <= dev->desc.max_slot_index; i++) {
 		ev.changes[i] = dev->changes[i];
 		ev.generation[i] = dev->gen[i];

@@ -245,13 +245,18 @@ struct ccid_abort {
  * struct ccid_slot_events - card presence, slot changes and resets
  * @flags: in, CCID_EVENTS_ACK_RESET: acknowledge every reset reported in
  *	@reset_pending, so that this file may use the slots again
- * @present: out, bit N set while slot N holds a card
+ * @present: out, bit N set while slot N holds a card; meaningful only for
+ *	the slots in @known
  * @reset_pending: out, bit N set when slot N was reset (by the driver's
  *	recovery, a USB reset or a resume) since this file last acknowledged
  * @hw_errors: out, RDR_to_PC_HardwareError messages seen so far
  * @changes: out, per slot, card insertions and removals seen so far; a
  *	counter that moved tells of a change even when @present looks the same
  * @generation: out, per slot, how many times the slot was reset
+ * @known: out, bit N set once the driver has learnt whether slot N holds
+ *	a card, from an answer of the reader or a slot-change message;
+ *	learning it is not a change (CCID_IOC_SLOT_STATUS teaches it)
+ * @reserved0: zero
  * @reserved: zero
  *
  * Reading the events also clears EPOLLIN for this file until the next
@@ -264,7 +269,9 @@ struct ccid_slot_events {
 	__u32 hw_errors;
 	__u32 changes[CCID_MAX_SLOT_COUNT];
 	__u32 generation[CCID_MAX_SLOT_COUNT];
-	__u64 reserved[4];
+	__u32 known;
+	__u32 reserved0;
+	__u64 reserved[3];
 };
 
 #define CCID_IOC_GET_INFO	_IOR(CCID_IOC_MAGIC, 0x00, struct ccid_reader_info)

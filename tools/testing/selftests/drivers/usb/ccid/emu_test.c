@@ -892,6 +892,7 @@ static int events(int fd, uint32_t flags, struct ccid_slot_events *ev)
 {
 	memset(ev, 0xee, sizeof(*ev));
 	ev->flags = flags;
+	ev->reserved0 = 0;
 	memset(ev->reserved, 0, sizeof(ev->reserved));
 	return do_ioctl(fd, CCID_IOC_SLOT_EVENTS, ev);
 }
@@ -1239,11 +1240,16 @@ static void check_no_int(struct __test_metadata *_metadata, struct emu *e,
 	EXPECT_EQ(0, poll_mask(fd, 1000));
 	ASSERT_OK(events(fd, 0, &ev));
 	EXPECT_EQ(0, ev.present);
+	EXPECT_EQ(0, ev.known);
 	EXPECT_EQ(0, ev.changes[0]);
 	ASSERT_OK(slot_status(fd, 0, &st));
 	EXPECT_EQ(CCID_ICC_ABSENT, st.status);
-	/* the driver took the slot for empty from the start */
+	/* the first answer only teaches the driver what is there */
 	EXPECT_EQ(0, poll_mask(fd, 0));
+	ASSERT_OK(events(fd, 0, &ev));
+	EXPECT_EQ(1, ev.known);
+	EXPECT_EQ(0, ev.present);
+	EXPECT_EQ(0, ev.changes[0]);
 
 	ASSERT_CTL(e, "insert 0");
 	EXPECT_TRUE(log_wait(e, "notify-dropped data=5003 reason=no-int-in",
@@ -1499,7 +1505,7 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 {
 	struct emu *e = &self->e[0];
 	struct want_line want[8] = { { 6, "" } };
-	struct ccid_slot_events ev, ev2;
+	struct ccid_slot_events ev, ev2, ev3;
 	struct ccid_slot_status st;
 	struct ccid_xfer x;
 	static const uint8_t data[] = { 'e', 'v' };
@@ -1519,31 +1525,30 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 	ASSERT_OK(events(fd, 0, &ev));
 	EXPECT_EQ(0, ev.flags);
 	EXPECT_EQ(0, ev.present);
+	EXPECT_EQ(0, ev.known);
 	EXPECT_EQ(0, ev.reset_pending);
 	EXPECT_EQ(0, ev.hw_errors);
 	for (k = 0; k < CCID_MAX_SLOT_COUNT; k++) {
 		EXPECT_EQ(0, ev.changes[k]);
 		EXPECT_EQ(0, ev.generation[k]);
 	}
-	for (k = 0; k < 4; k++)
+	EXPECT_EQ(0, ev.reserved0);
+	for (k = 0; k < 3; k++)
 		EXPECT_EQ(0, ev.reserved[k]);
 	EXPECT_EQ(0, attr_num(e, "slot_changes"));
 
-	/* The first answer tells the driver a card is there */
+	/* The first answer teaches the driver a card is there: no change */
 	ASSERT_OK(slot_status(fd, 0, &st));
 	EXPECT_EQ(CCID_ICC_INACTIVE, st.status);
 	EXPECT_EQ(0, st.error);
-	EXPECT_EQ(POLLIN_BITS, poll_mask(fd, 0));
-	EXPECT_EQ(POLLIN_BITS, poll_mask(fd2, 0));
-	events_after(_metadata, e, fd, 1, &ev);
-	EXPECT_EQ(1, ev.present);
-	EXPECT_EQ(1, ev.changes[0]);
-	/* reading on one file leaves the others' EPOLLIN */
-	EXPECT_EQ(POLLIN_BITS, poll_mask(fd2, 0));
-	ASSERT_OK(events(fd2, 0, &ev2));
+	EXPECT_EQ(0, poll_mask(fd, 0));
 	EXPECT_EQ(0, poll_mask(fd2, 0));
+	ASSERT_OK(events(fd, 0, &ev));
+	EXPECT_EQ(1, ev.present);
+	EXPECT_EQ(1, ev.known);
+	EXPECT_EQ(0, ev.changes[0]);
 	sc = attr_num(e, "slot_changes");
-	EXPECT_EQ(1, sc);
+	EXPECT_EQ(0, sc);
 
 	/* Removal and insertion: two transitions */
 	ASSERT_CTL(e, "remove 0");
@@ -1554,6 +1559,11 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 	EXPECT_EQ(ev.changes[0] + 2, ev2.changes[0]);
 	EXPECT_EQ(0, ev2.hw_errors);
 	EXPECT_EQ(0, ev2.reset_pending);
+	/* reading on one file leaves the others' EPOLLIN */
+	EXPECT_EQ(POLLIN_BITS, poll_mask(fd2, 0));
+	ASSERT_OK(events(fd2, 0, &ev3));
+	EXPECT_EQ(ev2.changes[0], ev3.changes[0]);
+	EXPECT_EQ(0, poll_mask(fd2, 0));
 	EXPECT_TRUE(log_wait(e, "notify data=5002", true, 1, 0));
 	EXPECT_TRUE(log_wait(e, "notify data=5003", true, 1, 0));
 	/* GetSlotStatus agrees, and counts nothing twice */
@@ -1593,13 +1603,14 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 	/*
 	 * The "changed" bit alone: a reader that saw a removal and an
 	 * insertion between two of its messages reports the card present
-	 * and changed (the emulator does that for "insert" on a full slot).
+	 * and changed (the emulator does that for "insert" on a full slot):
+	 * two transitions.
 	 */
 	ASSERT_CTL(e, "insert 0");
 	EXPECT_EQ(POLLIN_BITS, poll_mask(fd, EVENT_WAIT_MS));
-	events_after(_metadata, e, fd, sc + 7, &ev2);
+	events_after(_metadata, e, fd, sc + 8, &ev2);
 	EXPECT_EQ(1, ev2.present);
-	EXPECT_EQ(ev.changes[0] + 1, ev2.changes[0]);
+	EXPECT_EQ(ev.changes[0] + 2, ev2.changes[0]);
 	EXPECT_EQ(4, log_count(e, "notify data=5003", true));
 	EXPECT_EQ(3, log_count(e, "notify data=5002", true));
 	ev = ev2;
@@ -1615,7 +1626,7 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 	EXPECT_EQ(ev.changes[0], ev2.changes[0]);
 	EXPECT_EQ(1, ev2.present);
 	EXPECT_EQ(0, poll_mask(fd, 0));
-	EXPECT_EQ(sc + 7, attr_num(e, "slot_changes"));
+	EXPECT_EQ(sc + 8, attr_num(e, "slot_changes"));
 	EXPECT_EQ(1, log_count(e, "notify data=5100", false));
 	want[1].prio = 4;
 	strf(want[1].text, sizeof(want[1].text),
@@ -1632,7 +1643,10 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 	EXPECT_ERR(EINVAL, do_ioctl(fd, CCID_IOC_SLOT_EVENTS, &ev));
 	ev.flags = 0x80000000;
 	EXPECT_ERR(EINVAL, do_ioctl(fd, CCID_IOC_SLOT_EVENTS, &ev));
-	for (k = 0; k < 4; k++) {
+	memset(&ev, 0, sizeof(ev));
+	ev.reserved0 = 0x100;
+	EXPECT_ERR(EINVAL, do_ioctl(fd, CCID_IOC_SLOT_EVENTS, &ev));
+	for (k = 0; k < 3; k++) {
 		memset(&ev, 0, sizeof(ev));
 		ev.reserved[k] = 1ull << (k * 13);
 		EXPECT_ERR(EINVAL, do_ioctl(fd, CCID_IOC_SLOT_EVENTS, &ev));
@@ -1682,6 +1696,50 @@ static int uevent_socket(void)
 		return -errno;
 	}
 	return fd;
+}
+
+/*
+ * A removal and an insertion that happen as commands arrive: the answer's
+ * bmICCStatus and the NotifySlotChange both tell of each, in either order,
+ * and each counts once.
+ */
+TEST_F_TIMEOUT(emu, slot_change_seen_twice_counted_once, 60)
+{
+	struct emu *e = &self->e[0];
+	struct ccid_slot_events ev;
+	struct ccid_slot_status st;
+	int fd, i;
+
+	emu_up(_metadata, e, "--remove-at 3:0 --insert-at 5:0", true);
+	fd = open_node(e);
+	ASSERT_LE(0, fd) TH_LOG("%s: %s", e->dev, errname(fd));
+
+	for (i = 1; i <= 2; i++)
+		ASSERT_OK(slot_status(fd, 0, &st));
+	EXPECT_EQ(0, attr_num(e, "slot_changes"));
+
+	ASSERT_OK(slot_status(fd, 0, &st));		/* command 3 */
+	EXPECT_EQ(CCID_ICC_ABSENT, st.status);
+	EXPECT_TRUE(log_wait(e, "notify data=5002", true, 1, EVENT_WAIT_MS));
+	EXPECT_TRUE(wait_attr(e, "slot_changes", 1, EVENT_WAIT_MS));
+	usleep(300 * 1000);	/* time for a second count, if any */
+	ASSERT_OK(slot_status(fd, 0, &st));		/* command 4 */
+	EXPECT_EQ(CCID_ICC_ABSENT, st.status);
+	ASSERT_OK(events(fd, 0, &ev));
+	EXPECT_EQ(0, ev.present);
+	EXPECT_EQ(1, ev.changes[0]);
+	EXPECT_EQ(1, attr_num(e, "slot_changes"));
+
+	ASSERT_OK(slot_status(fd, 0, &st));		/* command 5 */
+	EXPECT_EQ(CCID_ICC_INACTIVE, st.status);
+	EXPECT_TRUE(log_wait(e, "notify data=5003", true, 1, EVENT_WAIT_MS));
+	EXPECT_TRUE(wait_attr(e, "slot_changes", 2, EVENT_WAIT_MS));
+	usleep(300 * 1000);
+	ASSERT_OK(events(fd, 0, &ev));
+	EXPECT_EQ(1, ev.present);
+	EXPECT_EQ(2, ev.changes[0]);
+	EXPECT_EQ(2, attr_num(e, "slot_changes"));
+	close(fd);
 }
 
 /* Count the "change" uevents of @busid:1.0 with @key; @last: the last one */
