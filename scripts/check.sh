@@ -120,8 +120,9 @@ ksft "ccidctl (host)" "$st/ccidctl_test.sh"
 for k in 6.1 6.12; do
 	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \
 		"$top/$st/vm_suite.sh"
-	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none -- \
-		"$top/$st/vm_emu_suite.sh"
+	# about 15 min in TCG, most of it emu_test's randomized and load runs
+	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none \
+		--timeout 2400 -- "$top/$st/vm_emu_suite.sh"
 done
 
 echo "1..$n"
