@@ -33,6 +33,8 @@ extern unsigned int ccid_time_ext_limit;
 #define CCID_ABORT_STEP_MS	1000
 /* Answers to older commands dropped before a command gives up */
 #define CCID_MAX_STALE		16
+/* Recoveries in a row that only the Abort answered before a USB reset */
+#define CCID_MAX_ABORT_ONLY	2
 /* Interrupt-IN errors in a row before the driver stops listening */
 #define CCID_MAX_INT_ERRORS	16
 
@@ -97,6 +99,8 @@ struct ccid_stats {
  * @int_errors: interrupt-IN errors in a row
  * @self_reset: the driver's own recovery is resetting the device, with
  *	io_mutex held; set and read only by that task
+ * @abort_only: under @io_mutex: recoveries in a row in which the reader
+ *	answered the Abort but not the power off that follows
  * @present: under @lock: bit N set while slot N holds a card
  * @known: under @lock: bit N set once slot N's presence was learnt
  * @noted: under @lock: bit N set when a bmICCStatus showed slot N's last
@@ -144,6 +148,7 @@ struct ccid_dev {
 	bool unbound;
 	unsigned int int_errors;
 	bool self_reset;
+	unsigned int abort_only;
 
 	u32 present;
 	u32 known;

@@ -228,7 +228,10 @@ static int ccid_usb_reset(struct ccid_dev *dev)
 /* The last step of the ladder; the USB reset starts every slot anew */
 static int ccid_recover_by_reset(struct ccid_dev *dev, int reason)
 {
-	int ret = ccid_usb_reset(dev);
+	int ret;
+
+	dev->abort_only = 0;
+	ret = ccid_usb_reset(dev);
 
 	if (ret == -ENODEV || test_bit(CCID_FLAG_GONE, &dev->flags))
 		return -ENODEV;
@@ -248,9 +251,10 @@ static int ccid_recover_by_reset(struct ccid_dev *dev, int reason)
  *
  * After a timeout or a garbled answer the card's state is unknown: the
  * slot is powered off, its parameters are reset and it starts a new
- * generation; a reader that answers the Abort but not those two is reset
- * as in step 3.  A command that was only interrupted or cancelled and
- * whose Abort worked leaves the slot as it is.
+ * generation; a reader that answers the Abort but not those two, twice
+ * in a row with no answer to a command in between, is reset as in step
+ * 3.  A command that was only interrupted or cancelled and whose Abort
+ * worked leaves the slot as it is.
  *
  * Return: @reason, or -ENODEV when the reader went away meanwhile.
  */
@@ -283,7 +287,14 @@ static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
 		if (ret) {
 			dev_warn_ratelimited(d, "slot %u: abort answered, but not a power off (%d)\n",
 					     slot, ret);
-			return ccid_recover_by_reset(dev, reason);
+			/*
+			 * Once may be a reader still busy with the card (QEMU's
+			 * is): the new generation makes every user power the
+			 * card on again.  Twice in a row, the reader answers
+			 * nothing but Aborts: only a reset brings it back.
+			 */
+			if (++dev->abort_only >= CCID_MAX_ABORT_ONLY)
+				return ccid_recover_by_reset(dev, reason);
 		}
 		ccid_reset_slots(dev, BIT(slot));
 	}
@@ -431,6 +442,7 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 
 		switch (v) {
 		case CCID_RSP_MATCH:
+			dev->abort_only = 0;
 			cmd->data = dev->in_buf + CCID_HDR_SIZE;
 			ccid_note_presence(dev, cmd->slot, cmd->rsp.status);
 			return 0;
