@@ -72,6 +72,7 @@
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wclobbered"
 #include "kselftest_harness.h"
+#include "ccid_test_util.h"
 
 #define USB_MAJOR		180
 #define CCID_HDR		10
@@ -156,45 +157,11 @@ static bool qemu_legacy(void)
 	       (qemu.major < 7 || (qemu.major == 7 && qemu.minor <= 2));
 }
 
-static const char *errname(int err)
-{
-	const char *name;
-
-	if (err < 0)
-		err = -err;
-	if (!err)
-		return "0";
-	name = strerrorname_np(err);
-	return name ? name : "?";
-}
-
-static bool in_vm(void)
-{
-	const char *vm = getenv("CCID_VM");
-
-	return vm && !strcmp(vm, "1");
-}
-
 static bool qemu_reader(void)
 {
 	const char *r = getenv("CCID_VM_READER");
 
 	return in_vm() && r && !strcmp(r, "qemu-ccid");
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 /*
@@ -253,19 +220,6 @@ static void __attribute__((constructor)) detect_qemu(void)
 
 /* ------------------------------------------------------------------ */
 /* sysfs */
-
-/* snprintf() for paths and names: truncation leaves "" (never a wrong path) */
-static void __printf(3, 4) strf(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size)
-		buf[0] = '\0';
-}
 
 /* Read a sysfs file into @buf; return its length or -errno. */
 static ssize_t read_file(const char *path, void *buf, size_t size)
@@ -416,11 +370,6 @@ static uint32_t le32(const uint8_t *p)
 /* ------------------------------------------------------------------ */
 /* ioctls; each returns 0 or -errno */
 
-static int do_ioctl(int fd, unsigned long req, void *arg)
-{
-	return ioctl(fd, req, arg) ? -errno : 0;
-}
-
 static int power_on(int fd, uint8_t voltage, struct ccid_power_on *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -520,16 +469,6 @@ static size_t atr_expected_len(const uint8_t *atr, size_t len)
 		y = atr[pos] >> 4;
 	}
 	return n + (atr[1] & 0x0f) + tck;
-}
-
-static void hex(char *out, size_t size, const uint8_t *buf, size_t len)
-{
-	size_t i, pos = 0;
-
-	out[0] = '\0';
-	for (i = 0; i < len && pos + 4 < size; i++)
-		pos += snprintf(out + pos, size - pos, "%s%02X", i ? " " : "",
-				buf[i]);
 }
 
 /* ------------------------------------------------------------------ */

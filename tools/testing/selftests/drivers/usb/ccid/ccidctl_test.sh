@@ -11,56 +11,11 @@ here=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
 top=$(cd "$here/../../../../../.." && pwd)
 ccidctl=${CCIDCTL:-$top/tools/ccid/ccidctl}
 
-n=0
-failed=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ccidctl_test.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
-
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	shift
-	for line in "$@"; do
-		printf '#   %s\n' "$line"
-	done
-	if [ -s "$tmp/out" ]; then
-		sed 's/^/#   stdout: /' "$tmp/out"
-	fi
-	if [ -s "$tmp/err" ]; then
-		sed 's/^/#   stderr: /' "$tmp/err"
-	fi
-}
-
-# run ARGS...: run ccidctl, stdout in $tmp/out, stderr in $tmp/err, status
-# in $rc
-run() {
-	"$ccidctl" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-}
-
-# check NAME RC STDOUT STDERR -- ARGS...: exact exit status, stdout and
-# stderr ("*" for stdout or stderr: anything)
-check() {
-	local name=$1 want_rc=$2 want_out=$3 want_err=$4
-
-	shift 5
-	run "$@"
-	if [ "$rc" != "$want_rc" ]; then
-		not_ok "$name" "exit status $rc, expected $want_rc"
-	elif [ "$want_out" != "*" ] && [ "$(cat "$tmp/out")" != "$want_out" ]; then
-		not_ok "$name" "stdout differs, expected: $want_out"
-	elif [ "$want_err" != "*" ] && [ "$(cat "$tmp/err")" != "$want_err" ]; then
-		not_ok "$name" "stderr differs, expected: $want_err"
-	else
-		ok "$name"
-	fi
-}
+# shellcheck source=tap_lib.sh
+. "$here/tap_lib.sh"
+run_prefix=("$ccidctl")
 
 # usage NAME MESSAGE -- ARGS...: exit status 2, nothing on stdout, the
 # message and the --help hint on stderr

@@ -26,9 +26,6 @@ CAC_FCI="6F 0B 84 07 A0 00 00 00 79 01 00 A5 00 90 00"
 EINVAL_TEXT="bad slot, nonzero reserved field, bad argument or malformed Secure block"
 UNSUPPORTED="the reader does not support this command"
 
-n=0
-failed=0
-
 echo "TAP version 13"
 if [ "${CCID_VM:-}" != 1 ] || [ "${CCID_VM_READER:-}" != qemu-ccid ]; then
 	echo "1..1"
@@ -39,49 +36,12 @@ fi
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	shift
-	for line in "$@"; do
-		printf '#   %s\n' "$line"
-	done
-	[ -s "$tmp/out" ] && sed 's/^/#   stdout: /' "$tmp/out"
-	[ -s "$tmp/err" ] && sed 's/^/#   stderr: /' "$tmp/err"
-	return 0
-}
-
-run() {
-	"$@" </dev/null >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-}
-
-# check NAME RC STDOUT STDERR -- CMD...: exact exit status, stdout, stderr
-check() {
-	local name=$1 want_rc=$2 want_out=$3 want_err=$4
-
-	shift 5
-	run "$@"
-	if [ "$rc" != "$want_rc" ]; then
-		not_ok "$name" "exit status $rc, expected $want_rc"
-	elif [ "$(cat "$tmp/out")" != "$want_out" ]; then
-		not_ok "$name" "stdout differs, expected:" "$want_out"
-	elif [ "$(cat "$tmp/err")" != "$want_err" ]; then
-		not_ok "$name" "stderr differs, expected:" "$want_err"
-	else
-		ok "$name"
-	fi
-}
+# shellcheck source=tap_lib.sh
+. "$here/tap_lib.sh"
 
 # The reader: the lowest ccidN that sysfs knows, as ccidctl picks it
 node=
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
 	for d in /sys/class/usbmisc/ccid*; do
 		[ -e "$d" ] || continue
 		name=${d##*/}

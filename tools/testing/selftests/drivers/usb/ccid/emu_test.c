@@ -76,6 +76,7 @@
 /* the probe variants override the defaults BINDS() sets */
 #pragma GCC diagnostic ignored "-Woverride-init"
 #include "kselftest_harness.h"
+#include "ccid_test_util.h"
 
 #define VHCI_ATTACH		"/sys/devices/platform/vhci_hcd.0/attach"
 #define CCID_DRIVER		"/sys/bus/usb/drivers/ccid"
@@ -99,55 +100,6 @@ static const uint8_t emu_atr[] = {
 
 /* ------------------------------------------------------------------ */
 /* Small things */
-
-static const char *errname(int err)
-{
-	const char *name;
-
-	if (err < 0)
-		err = -err;
-	if (!err)
-		return "0";
-	name = strerrorname_np(err);
-	return name ? name : "?";
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* snprintf() for paths and lines: truncation leaves "" */
-static void __printf(3, 4) strf(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size)
-		buf[0] = '\0';
-}
-
-static void hex(char *out, size_t size, const uint8_t *buf, size_t len)
-{
-	size_t i, pos = 0;
-
-	out[0] = '\0';
-	for (i = 0; i < len && pos + 3 < size; i++)
-		pos += snprintf(out + pos, size - pos, "%02X", buf[i]);
-}
 
 /* A whole file, NUL-terminated; NULL if it cannot be read */
 static char *slurp(const char *path, size_t *lenp)
@@ -182,30 +134,6 @@ static char *slurp(const char *path, size_t *lenp)
 	if (lenp)
 		*lenp = len;
 	return buf;
-}
-
-/* Write @len bytes to a sysfs file; 0 or -errno */
-static int write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, buf, len);
-	if (n < 0)
-		ret = -errno;
-	else if ((size_t)n != len)
-		ret = -EIO;
-	close(fd);
-	return ret;
-}
-
-static bool in_vm(void)
-{
-	const char *vm = getenv("CCID_VM");
-
-	return vm && !strcmp(vm, "1");
 }
 
 static const char *emu_path(void)
@@ -742,7 +670,7 @@ static int emu_cmd_of(const struct emu *e, uint8_t slot, const uint8_t *apdu,
 	unsigned int n, s;
 	int found = -1;
 
-	hex(data, sizeof(data), apdu, len);
+	hex_compact(data, sizeof(data), apdu, len);
 	for (p = log; p && *p; p = nl + 1) {
 		nl = strchr(p, '\n');
 		if (!nl)
@@ -865,11 +793,6 @@ static int open_node(const struct emu *e)
 	       errno == ENOENT && now_ms() < end)
 		sleep_ms(20);
 	return fd < 0 ? -errno : fd;
-}
-
-static int do_ioctl(int fd, unsigned long req, void *arg)
-{
-	return ioctl(fd, req, arg) ? -errno : 0;
 }
 
 static int power_on(int fd, uint8_t slot, struct ccid_power_on *p)
@@ -2186,7 +2109,7 @@ TEST_F_TIMEOUT(emu, random_10000_xfrblocks, 1500)
 		if (!ret && !calls[i].answer_ok && !bad_answer++) {
 			char got[2 * 64 + 2];
 
-			hex(got, sizeof(got), rx, x.rx_len < 64 ? x.rx_len : 64);
+			hex_compact(got, sizeof(got), rx, x.rx_len < 64 ? x.rx_len : 64);
 			TH_LOG("XfrBlock %u: answer %s (rx_len %u, status %02x)",
 			       i, got, x.rx_len, x.status);
 		}
@@ -2343,7 +2266,7 @@ static void worker(const char *dev, int reader, int proc, int go,
 		if (!is_echo(rx, xf.rx_len, d, sizeof(d)) || xf.status ||
 		    xf.error) {
 			if (!t->mismatches++)
-				hex(t->first_bad, sizeof(t->first_bad), rx,
+				hex_compact(t->first_bad, sizeof(t->first_bad), rx,
 				    xf.rx_len < 32 ? xf.rx_len : 32);
 		}
 	}

@@ -66,6 +66,7 @@
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wclobbered"
 #include "kselftest_harness.h"
+#include "ccid_test_util.h"
 
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
@@ -148,63 +149,6 @@ static const uint8_t modify_blk[] = {
 /* ------------------------------------------------------------------ */
 /* Small helpers */
 
-static bool in_vm(void)
-{
-	const char *vm = getenv("CCID_VM");
-
-	return vm && !strcmp(vm, "1");
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static const char *errname(int err)
-{
-	const char *name;
-
-	if (err < 0)
-		err = -err;
-	if (!err)
-		return "0";
-	name = strerrorname_np(err);
-	return name ? name : "?";
-}
-
-/* snprintf() for paths: truncation leaves "" (never a wrong path) */
-static void __printf(3, 4) strf(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size)
-		buf[0] = '\0';
-}
-
-static void hex(char *out, size_t size, const uint8_t *buf, size_t len)
-{
-	size_t i, pos = 0;
-
-	out[0] = '\0';
-	for (i = 0; i < len && pos + 4 < size; i++)
-		pos += snprintf(out + pos, size - pos, "%s%02X", i ? " " : "",
-				buf[i]);
-}
-
 /* A whole file, NUL-terminated, or NULL */
 static char *slurp(const char *path)
 {
@@ -251,20 +195,6 @@ static void read_attr(const char *path, char *buf, size_t size)
 		close(fd);
 	}
 	buf[n < 0 ? 0 : n] = '\0';
-}
-
-static int write_file(const char *path, const void *buf, size_t len)
-{
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, buf, len);
-	n = n < 0 ? -errno : n == (ssize_t)len ? 0 : -EIO;
-	close(fd);
-	return n;
 }
 
 static int pidfd_open_(pid_t pid)
@@ -935,6 +865,34 @@ static void env_teardown(struct __test_metadata *_metadata, struct env *e)
 	}
 }
 
+/*
+ * Every fixture holds one env.  Its setup skips outside the test VM,
+ * marks the kernel log and listens for uevents; its teardown, which runs
+ * in the parent however the test ended, stops the emulator and puts the
+ * module parameters back.
+ */
+static void env_setup(struct __test_metadata *_metadata, struct env *e)
+{
+	const char *why = env_skip_reason();
+
+	env_init(e);
+	if (why)
+		SKIP(return, "%s", why);
+	kmsg_mark(e);
+	uevent_listen(e);
+}
+
+#define ENV_FIXTURE_HOOKS(fixture)					\
+	FIXTURE_SETUP(fixture)						\
+	{								\
+		env_setup(_metadata, &self->e);				\
+	}								\
+	FIXTURE_TEARDOWN_PARENT(fixture)				\
+	{								\
+		env_teardown(_metadata, &self->e);			\
+	}								\
+	struct __ccid_##fixture##_hooks_end
+
 /* ------------------------------------------------------------------ */
 /* sysfs counters */
 
@@ -1005,11 +963,6 @@ static void attr(struct env *e, const char *name, char *buf, size_t size)
 
 /* ------------------------------------------------------------------ */
 /* ioctls; each returns 0 or -errno */
-
-static int do_ioctl(int fd, unsigned long req, void *arg)
-{
-	return ioctl(fd, req, arg) ? -errno : 0;
-}
 
 static int power_on(int fd, struct ccid_power_on *p)
 {
@@ -1282,21 +1235,7 @@ FIXTURE(recovery) {
 	struct env e;
 };
 
-FIXTURE_SETUP(recovery)
-{
-	const char *why = env_skip_reason();
-
-	env_init(&self->e);
-	if (why)
-		SKIP(return, "%s", why);
-	kmsg_mark(&self->e);
-	uevent_listen(&self->e);
-}
-
-FIXTURE_TEARDOWN_PARENT(recovery)
-{
-	env_teardown(_metadata, &self->e);
-}
+ENV_FIXTURE_HOOKS(recovery);
 
 /* ------------------------------------------------------------------ */
 /* 1. The SPR332 story */
@@ -1612,6 +1551,7 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 	EXPECT_EVENT(e, "^muted after=1$");
 	counters_read(e, &c0);
 
+	/* 2 XfrBlock, 3 Abort (answered), 4 IccPowerOff (not) */
 	t0 = now_ms();
 	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
@@ -2002,20 +1942,7 @@ FIXTURE_VARIANT_ADD(time_ext_mult, mult_255_waits_once) {
 	.mult = "255", .answered = false,
 };
 
-FIXTURE_SETUP(time_ext_mult)
-{
-	const char *why = env_skip_reason();
-
-	env_init(&self->e);
-	if (why)
-		SKIP(return, "%s", why);
-	kmsg_mark(&self->e);
-}
-
-FIXTURE_TEARDOWN_PARENT(time_ext_mult)
-{
-	env_teardown(_metadata, &self->e);
-}
+ENV_FIXTURE_HOOKS(time_ext_mult);
 
 TEST_F_TIMEOUT(time_ext_mult, one_extension, 120)
 {
@@ -2389,20 +2316,7 @@ FIXTURE_VARIANT_ADD(stall, bulk_out) {
 	.script = "2:out", .ep = "0x02", .dir = "OUT",
 };
 
-FIXTURE_SETUP(stall)
-{
-	const char *why = env_skip_reason();
-
-	env_init(&self->e);
-	if (why)
-		SKIP(return, "%s", why);
-	kmsg_mark(&self->e);
-}
-
-FIXTURE_TEARDOWN_PARENT(stall)
-{
-	env_teardown(_metadata, &self->e);
-}
+ENV_FIXTURE_HOOKS(stall);
 
 /*
  * EIO; the driver clears the halt (clear_halts), aborts the command, and,
@@ -2503,20 +2417,7 @@ FIXTURE_VARIANT_ADD(bad_frame, babble) {
 	.kind = "babble", .err = EPROTO, .why = "more than a message",
 };
 
-FIXTURE_SETUP(bad_frame)
-{
-	const char *why = env_skip_reason();
-
-	env_init(&self->e);
-	if (why)
-		SKIP(return, "%s", why);
-	kmsg_mark(&self->e);
-}
-
-FIXTURE_TEARDOWN_PARENT(bad_frame)
-{
-	env_teardown(_metadata, &self->e);
-}
+ENV_FIXTURE_HOOKS(bad_frame);
 
 TEST_F_TIMEOUT(bad_frame, recovered, 120)
 {
@@ -2639,21 +2540,7 @@ FIXTURE_VARIANT_ADD(pm, reset_resume) {
 	.reset_resume = true,
 };
 
-FIXTURE_SETUP(pm)
-{
-	const char *why = env_skip_reason();
-
-	env_init(&self->e);
-	if (why)
-		SKIP(return, "%s", why);
-	kmsg_mark(&self->e);
-	uevent_listen(&self->e);
-}
-
-FIXTURE_TEARDOWN_PARENT(pm)
-{
-	env_teardown(_metadata, &self->e);
-}
+ENV_FIXTURE_HOOKS(pm);
 
 /*
  * An open file keeps the reader resumed.  Closed, it autosuspends (the
