@@ -198,6 +198,11 @@ struct emu_cfg {
 
 extern struct emu_cfg cfg;
 
+/*
+ * Byte order helpers.  The emulator shares no code with the driver, not
+ * even these: it is the other side of the wire, and a framing bug common
+ * to both would go unseen.
+ */
 static inline uint16_t get_le16(const uint8_t *p)
 {
 	return p[0] | p[1] << 8;
