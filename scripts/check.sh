@@ -124,6 +124,10 @@ for k in 6.1 6.12; do
 	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none \
 		--timeout 2400 -- "$top/$st/vm_emu_suite.sh"
 done
+# The emulator's own features, driven through ccidctl: what they test is
+# the emulator and the tool, so one kernel is enough (8-15 min in TCG)
+ksft "emu-smoke 6.1" "$st/run-vm" --kernel 6.1 --reader none \
+	--timeout 1800 -- "$top/$st/emu_smoke.sh"
 
 echo "1..$n"
 echo "$pass passed, $fail failed, $skip skipped"

@@ -18,8 +18,7 @@
 # driver never sends (class requests, chaining, raw CCID messages,
 # interrupt-IN of a reader no driver took) goes through usbfs (python3).
 #
-# CCID_EMU and CCIDCTL in the environment name other binaries;
-# EMU_SMOKE_PERF_SECS bounds the 8 x 1000 APDU load test (default 240).
+# CCID_EMU and CCIDCTL in the environment name other binaries.
 # The whole run takes 8-15 minutes under TCG: give run-vm --timeout 1800.
 # Exit status 1 if a test failed, 4 if everything was skipped.
 
@@ -870,10 +869,8 @@ clock: running"
 t_usbfs() {
 	local usbdev py
 
-	if ! command -v python3 >/dev/null; then
-		echo "# python3 missing: usbfs checks skipped"
-		return
-	fi
+	# scripts/install-deps.sh installs it: missing, the test fails
+	want "python3 is installed" command -v python3 >/dev/null || return
 	emu_start unbound --node-timeout 1500 --vid 1234 --iface-class 0xff \
 		--max-slot-index 2
 	want "not bound" [ -z "$dev" ]
@@ -1178,10 +1175,8 @@ t_throughput() {
 	for p in 1 2 3 4 5 6 7 8; do
 		want "process $p: 1000 echoes" is "$(grep -c '^01 02 03 04 90 00$' "$tmp/perf$p")" 1000
 	done
+	# a figure, not a verdict: timing says nothing about correctness
 	echo "# 8 x 1000 echo APDUs: $(((t1 - t0) / 1000000)) ms"
-	# TCG on a busy host: 20 s when quiet, 115 s seen at load 3.6 on 2 CPUs
-	want "8 x 1000 in under ${EMU_SMOKE_PERF_SECS:-240} s" \
-		[ $(((t1 - t0) / 1000000000)) -lt "${EMU_SMOKE_PERF_SECS:-240}" ]
 }
 
 t_revive_on_reset() {
