@@ -279,14 +279,19 @@ static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
 		return ccid_recover_by_reset(dev, reason);
 
 	if (card_lost) {
+		const char *what = "power off";
+
 		/* Any answer will do, even a failure: the reader is alive */
-		ret = ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot) ?:
-		      ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+		ret = ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot);
+		if (!ret) {
+			what = "parameter reset";
+			ret = ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+		}
 		if (ret == -ENODEV)
 			return -ENODEV;
 		if (ret) {
-			dev_warn_ratelimited(d, "slot %u: abort answered, but not a power off (%d)\n",
-					     slot, ret);
+			dev_warn_ratelimited(d, "slot %u: abort answered, but not a %s (%d)\n",
+					     slot, what, ret);
 			/*
 			 * Once may be a reader still busy with the card (QEMU's
 			 * is): the new generation makes every user power the
@@ -295,6 +300,8 @@ static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
 			 */
 			if (++dev->abort_only >= CCID_MAX_ABORT_ONLY)
 				return ccid_recover_by_reset(dev, reason);
+		} else {
+			dev->abort_only = 0;
 		}
 		ccid_reset_slots(dev, BIT(slot));
 	}
