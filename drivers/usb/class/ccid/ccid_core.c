@@ -65,7 +65,7 @@ void ccid_delete(struct kref *kref)
 	kfree(dev);
 }
 
-/* A slot's card came or went: count it and wake poll().  Under dev->lock. */
+/* A slot's card came or went @n times: count it.  Under dev->lock. */
 static void ccid_count_change(struct ccid_dev *dev, u8 slot, unsigned int n)
 {
 	dev->changes[slot] += n;
