@@ -1598,6 +1598,55 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 }
 
 /*
+ * An answered power off ends a run of abort-only recoveries: a reader
+ * that lost one command, answered everything after its Abort, then went
+ * mute, is not reset by its next abort-only recovery.
+ */
+TEST_F_TIMEOUT(recovery, ladder_abort_only_run_ended_by_answer, 180)
+{
+	struct env *e = &self->e;
+	struct ccid_slot_status st;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+
+	ASSERT_OK(emu_start(e, "--drop", "5", NULL));
+	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	counters_read(e, &c0);
+
+	/* 2 XfrBlock, 3 Abort, 4 IccPowerOff unanswered: a first one */
+	ASSERT_OK(emu_ctl(e, "mute"));
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_EVENT(e, "^no-answer 4 reason=muted$");
+	ASSERT_OK(emu_ctl(e, "unmute"));
+
+	/* 5 GetSlotStatus dropped, 6 Abort, 7 and 8 answered */
+	memset(&st, 0, sizeof(st));
+	st.timeout_ms = XFR_T_MS;
+	EXPECT_ERRNO(ETIMEDOUT, do_ioctl(e->fd, CCID_IOC_SLOT_STATUS, &st));
+	EXPECT_EVENT(e, "^no-answer 5 reason=script$");
+	EXPECT_EVENT(e, "^answer 7 type=0x81 ");
+	EXPECT_EVENT(e, "^answer 8 type=0x82 ");
+
+	/* 9 GetSlotStatus, 10 Abort, 11 IccPowerOff unanswered: a first again */
+	ASSERT_OK(emu_ctl(e, "mute"));
+	EXPECT_ERRNO(ETIMEDOUT, do_ioctl(e->fd, CCID_IOC_SLOT_STATUS, &st));
+	EXPECT_EVENT(e, "^no-answer 11 reason=muted$");
+	EXPECT_EVENTS(0, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 3, 3, 0, 0, 0, 0, 0);
+	EXPECT_KMSG(2, e, DRV "slot 0: abort answered, but not a power off \\(-110\\)$",
+		    e->busre);
+	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+	EXPECT_EQ(3, uevent_resets(e, "0x1"));
+
+	ASSERT_OK(emu_ctl(e, "unmute"));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
  * Step 1 with a reader that is only slow: the command is still running
  * when the Abort comes, so it ends with CMD_ABORTED; the power off really
  * happens, and CCID_EVENTS_ACK_RESET also acknowledges the new generation.
@@ -2170,6 +2219,19 @@ TEST_F_TIMEOUT(recovery, ioctl_abort_during_secure, 120)
 /* 7. Unplug */
 
 /* Every ioctl on a file of an unplugged reader is ENODEV; poll says HUP. */
+/*
+ * The node goes away in disconnect(), after the driver marked the reader
+ * gone: a command may see its URB fail with ENODEV a little earlier.
+ */
+static bool node_gone(struct env *e, long ms)
+{
+	long end = now_ms() + ms;
+
+	while (!access(e->dev, F_OK) && now_ms() < end)
+		sleep_ms(50);
+	return access(e->dev, F_OK) != 0;
+}
+
 #define EXPECT_ALL_ENODEV(fd) do {					\
 	struct ccid_reader_info __i;					\
 	struct ccid_slot_status __st;					\
@@ -2197,7 +2259,7 @@ TEST_F_TIMEOUT(recovery, disconnect_during_xfr, 120)
 	struct ccid_power_on p;
 	struct ccid_xfer x;
 	uint8_t rx[64];
-	long t0, ms, end;
+	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--disconnect-at", "2", NULL));
 	ASSERT_OK(power_on(e->fd, &p));
@@ -2210,12 +2272,8 @@ TEST_F_TIMEOUT(recovery, disconnect_during_xfr, 120)
 	EXPECT_EQ(0, WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1);
 	EXPECT_EVENT(e, "^detached reason=disconnect-at cmd=2$");
 
+	EXPECT_TRUE(node_gone(e, 5000));
 	EXPECT_ALL_ENODEV(e->fd);
-	/* the node goes away */
-	end = now_ms() + 5000;
-	while (!access(e->dev, F_OK) && now_ms() < end)
-		sleep_ms(50);
-	EXPECT_NE(0, access(e->dev, F_OK));
 	emu_stop(e);
 	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
 	EXPECT_KMSG_CLEAN(e);
@@ -2252,6 +2310,7 @@ TEST_F_TIMEOUT(recovery, disconnect_during_pin_entry, 120)
 	/* the Abort procedure is skipped for a reader that is gone */
 	EXPECT_EVENTS(0, e, "^abort-");
 
+	EXPECT_TRUE(node_gone(e, 5000));
 	EXPECT_ALL_ENODEV(e->fd);
 	emu_stop(e);
 	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
@@ -2289,6 +2348,7 @@ TEST_F_TIMEOUT(recovery, disconnect_during_recovery, 120)
 	EXPECT_TRUE(emu_wait_gone(e, EMU_EXIT_MS));
 	EXPECT_EVENT(e, "^detached reason=disconnect$");
 	EXPECT_EVENTS(1, e, "^abort-cmd ");
+	EXPECT_TRUE(node_gone(e, 5000));
 	EXPECT_ALL_ENODEV(e->fd);
 	emu_stop(e);
 	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
