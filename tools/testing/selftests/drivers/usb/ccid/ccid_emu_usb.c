@@ -1070,6 +1070,17 @@ static bool find_node(void)
 	d = opendir(path);
 	if (!d)
 		return false;
+	/*
+	 * probe() makes the node; the driver core adds the driver's sysfs
+	 * attributes after probe() returns.  Report the node once they are
+	 * there, so that tests may read them at once.
+	 */
+	snprintf(path, sizeof(path),
+		 "/sys/bus/usb/devices/%s:1.0/firmware_version", usb.busid);
+	if (access(path, F_OK)) {
+		closedir(d);
+		return false;
+	}
 	while ((e = readdir(d))) {
 		if (!strncmp(e->d_name, "ccid", 4)) {
 			elog("node dev=/dev/%s busid=%s", e->d_name,
