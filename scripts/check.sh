@@ -116,6 +116,9 @@ step "build: tools (ccidctl)" make --no-print-directory tools
 step "build: selftests" make --no-print-directory selftests
 
 ksft "proto (host)" "$st/proto_test"
+# A fixed number of inputs from a fixed seed: the same run every time
+step "fuzz: ccid_proto.c, 2,000,000 libFuzzer inputs from seed 1" \
+	"$st/fuzz_proto" -runs=2000000 -seed=1 -max_len=4096
 ksft "ccidctl (host)" "$st/ccidctl_test.sh"
 for k in 6.1 6.12; do
 	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \

@@ -35,7 +35,7 @@ packages=(
 	linux-headers-amd64 linux-headers-6.12-amd64
 	linux-source-6.1 linux-source-6.12
 	libnss3-tools sparse xz-utils zstd cpio kmod gcc gcc-multilib make perl
-	python3
+	python3 clang libclang-rt-14-dev
 )
 
 # Kernel flavours: <ver> <headers metapackage>
