@@ -127,9 +127,14 @@ static bool ccid_io_blocked(struct ccid_dev *dev)
 /*
  * Read bulk-IN, without giving way to signals, until the answer to the
  * command @type with @seq arrives; everything else is dropped.  Used by
- * the Abort procedure and by the commands recovery sends itself.
+ * the Abort procedure and by the commands recovery sends itself.  With
+ * @any_frame, a garbled frame that carries @slot and @seq also counts as
+ * the answer: the reader is alive, which is all the driver's own commands
+ * ask (QEMU 7.2 answers ResetParameters with a bad dwLength).  The Abort
+ * cannot take that: it shares its bSeq with the command it aborts.
  */
-static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq)
+static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
+			  bool any_frame)
 {
 	unsigned long step = msecs_to_jiffies(CCID_ABORT_STEP_MS);
 	struct ccid_rsp rsp;
@@ -147,6 +152,10 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq)
 			ccid_note_presence(dev, slot, rsp.status);
 			return 0;
 		}
+		if (any_frame && actual >= CCID_HDR_SIZE &&
+		    dev->in_buf[CCID_OFF_SLOT] == slot &&
+		    dev->in_buf[CCID_OFF_SEQ] == seq)
+			return 0;
 	}
 	return -EPROTO;
 }
@@ -161,7 +170,7 @@ static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
 		return -ENODEV;
 	ccid_build_hdr(dev->out_buf, type, 0, slot, seq, 0, 0, 0);
 	ret = ccid_send(dev, CCID_HDR_SIZE);
-	return ret ?: ccid_drain_for(dev, type, slot, seq);
+	return ret ?: ccid_drain_for(dev, type, slot, seq, true);
 }
 
 /*
@@ -192,7 +201,7 @@ static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 	ccid_build_hdr(dev->out_buf, CCID_PC_ABORT, 0, slot, seq, 0, 0, 0);
 	ret = ccid_send(dev, CCID_HDR_SIZE);
 	if (!ret)
-		ret = ccid_drain_for(dev, CCID_PC_ABORT, slot, seq);
+		ret = ccid_drain_for(dev, CCID_PC_ABORT, slot, seq, false);
 	if (ret && test_bit(CCID_FLAG_GONE, &dev->flags))
 		return -ENODEV;
 	return ret;

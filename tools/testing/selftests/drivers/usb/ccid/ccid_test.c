@@ -2376,13 +2376,14 @@ TEST_F(ccid, zz_dmesg_clean)
 	};
 	/*
 	 * QEMU 7.2's Parameters answers (see the params test); an APDU
-	 * QEMU's card thread lost (see ITERATIONS) times out, and the
-	 * IccPowerOff after the Abort may wait behind it.
+	 * QEMU's card thread lost (see ITERATIONS) times out, and what
+	 * recovery sends after the Abort may wait behind it.
 	 */
 	static const char legacy_ok[] =
 		"^ccid [0-9.:-]+: slot 0: (bad answer: dwLength does not "
 		"match the data received|command 0x6f: no answer|abort "
-		"answered, but not a power off \\(-110\\))$";
+		"answered, but not a (power off|parameter reset) "
+		"\\(-110\\))$";
 	int size = klogctl(10, NULL, 0), n, bad_lines = 0;
 	regex_t re_ok[ARRAY_SIZE(ok)], re_legacy;
 	char *buf, *line, *save = NULL;
