@@ -100,7 +100,7 @@ struct ccid_stats {
  * @self_reset: the driver's own recovery is resetting the device, with
  *	io_mutex held; set and read only by that task
  * @abort_only: under @io_mutex: recoveries in a row in which the reader
- *	answered the Abort but not the power off that follows
+ *	answered the Abort but not the power off or parameter reset after it
  * @present: under @lock: bit N set while slot N holds a card
  * @known: under @lock: bit N set once slot N's presence was learnt
  * @noted: under @lock: bit N set when a bmICCStatus showed slot N's last

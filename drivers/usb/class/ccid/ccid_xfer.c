@@ -290,7 +290,7 @@ static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
 	if (card_lost) {
 		const char *what = "power off";
 
-		/* Any answer will do, even a failure: the reader is alive */
+		/* Any answer will do, failed or garbled: the reader is alive */
 		ret = ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot);
 		if (!ret) {
 			what = "parameter reset";
