@@ -123,12 +123,12 @@ ksft "ccidctl (host)" "$st/ccidctl_test.sh"
 for k in 6.1 6.12; do
 	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \
 		"$top/$st/vm_suite.sh"
-	# about 15 min in TCG, most of it emu_test's randomized and load runs
+	# about 8 min in TCG, most of it emu_test's randomized and load runs
 	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none \
 		--timeout 2400 -- "$top/$st/vm_emu_suite.sh"
 done
 # The emulator's own features, driven through ccidctl: what they test is
-# the emulator and the tool, so one kernel is enough (8-15 min in TCG)
+# the emulator and the tool, so one kernel is enough (about 7 min in TCG)
 ksft "emu-smoke 6.1" "$st/run-vm" --kernel 6.1 --reader none \
 	--timeout 1800 -- "$top/$st/emu_smoke.sh"
 

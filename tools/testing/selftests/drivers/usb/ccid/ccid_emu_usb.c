@@ -1065,11 +1065,6 @@ static bool find_node(void)
 	if (!usb.busid[0] &&
 	    read_busid(usb.port, usb.busid, sizeof(usb.busid)))
 		return false;
-	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s:1.0/usbmisc",
-		 usb.busid);
-	d = opendir(path);
-	if (!d)
-		return false;
 	/*
 	 * probe() makes the node; the driver core adds the driver's sysfs
 	 * attributes after probe() returns.  Report the node once they are
@@ -1077,10 +1072,13 @@ static bool find_node(void)
 	 */
 	snprintf(path, sizeof(path),
 		 "/sys/bus/usb/devices/%s:1.0/firmware_version", usb.busid);
-	if (access(path, F_OK)) {
-		closedir(d);
+	if (access(path, F_OK))
 		return false;
-	}
+	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s:1.0/usbmisc",
+		 usb.busid);
+	d = opendir(path);
+	if (!d)
+		return false;
 	while ((e = readdir(d))) {
 		if (!strncmp(e->d_name, "ccid", 4)) {
 			elog("node dev=/dev/%s busid=%s", e->d_name,

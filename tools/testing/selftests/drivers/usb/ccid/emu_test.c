@@ -1456,7 +1456,7 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 		EXPECT_EQ(0, ev.generation[k]);
 	}
 	EXPECT_EQ(0, ev.reserved0);
-	for (k = 0; k < 3; k++)
+	for (k = 0; k < (int)ARRAY_SIZE(ev.reserved); k++)
 		EXPECT_EQ(0, ev.reserved[k]);
 	EXPECT_EQ(0, attr_num(e, "slot_changes"));
 
@@ -1569,7 +1569,7 @@ TEST_F_TIMEOUT(emu, slot_events, 120)
 	memset(&ev, 0, sizeof(ev));
 	ev.reserved0 = 0x100;
 	EXPECT_ERR(EINVAL, do_ioctl(fd, CCID_IOC_SLOT_EVENTS, &ev));
-	for (k = 0; k < 3; k++) {
+	for (k = 0; k < (int)ARRAY_SIZE(ev.reserved); k++) {
 		memset(&ev, 0, sizeof(ev));
 		ev.reserved[k] = 1ull << (k * 13);
 		EXPECT_ERR(EINVAL, do_ioctl(fd, CCID_IOC_SLOT_EVENTS, &ev));

@@ -331,6 +331,8 @@ static int __printf(2, 3) kmsg_count(struct env *e, const char *fmt, ...)
 
 /* The driver's lines about this reader start with this */
 #define DRV	"^ccid %s:1\\.0: "
+/* What recovery logs when the reader answers the Abort and no more */
+#define ABORT_ONLY_LINE	DRV "slot 0: abort answered, but not a power off \\(-110\\)$"
 
 static const char * const kernel_bad[] = {
 	"BUG:", "WARNING:", "Oops", "general protection", "blocked for more than",
@@ -1566,8 +1568,7 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x6d ");
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "slot 0: abort answered, but not a power off \\(-110\\)$",
-		    e->busre);
+	EXPECT_KMSG(1, e, ABORT_ONLY_LINE, e->busre);
 	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
@@ -1586,8 +1587,7 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 				    "^unmuted reason=reset$"));
 	EXPECT_EVENTS(0, e, "^clear-halt ");
 	EXPECT_DELTAS(e, &c0, 2, 2, 0, 1, 0, 0, 0);
-	EXPECT_KMSG(2, e, DRV "slot 0: abort answered, but not a power off \\(-110\\)$",
-		    e->busre);
+	EXPECT_KMSG(2, e, ABORT_ONLY_LINE, e->busre);
 	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$", e->busre);
 	EXPECT_KMSG(0, e, DRV "reader still dead", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
@@ -1635,8 +1635,7 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_run_ended_by_answer, 180)
 	EXPECT_EVENT(e, "^no-answer 11 reason=muted$");
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 3, 3, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(2, e, DRV "slot 0: abort answered, but not a power off \\(-110\\)$",
-		    e->busre);
+	EXPECT_KMSG(2, e, ABORT_ONLY_LINE, e->busre);
 	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
 	EXPECT_EQ(3, uevent_resets(e, "0x1"));
 
