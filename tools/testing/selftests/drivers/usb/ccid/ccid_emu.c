@@ -166,6 +166,8 @@ static const char usage_text[] =
 "                        that much data, cut to the URB), short-header (5\n"
 "                        bytes), babble (a full URB, dwLength = URB size,\n"
 "                        status -EOVERFLOW), wrong-seq-then-right\n"
+"  --notify-delay MS     interrupt-IN messages go out MS after their event\n"
+"                        (default 0), e.g. after the answer that shows it\n"
 "  --notify-on-config    queue a NotifySlotChange (changed bit set for\n"
 "                        every slot with a card) at each SET_CONFIGURATION,\n"
 "                        i.e. at power-up and after a reset\n"
@@ -578,7 +580,7 @@ enum {
 	O_POWERED, O_PROTOCOL, O_PIN, O_PIN_TRIES, O_AID, O_PAD_PIN,
 	O_PIN_DELAY, O_PIN_TIMEOUT, O_SPR332, O_TIME_EXT, O_TIME_EXT_GAP,
 	O_DELAY, O_DROP, O_MUTE_AFTER, O_REVIVE, O_ABORT, O_ABORT_REQ, O_STALL, O_BAD,
-	O_NOTIFY_ON_CONFIG, O_INSERT_AT, O_REMOVE_AT, O_HWERROR_AT, O_DISCONNECT_AT, O_RANDOM,
+	O_NOTIFY_ON_CONFIG, O_NOTIFY_DELAY, O_INSERT_AT, O_REMOVE_AT, O_HWERROR_AT, O_DISCONNECT_AT, O_RANDOM,
 };
 
 static const struct option longopts[] = {
@@ -647,6 +649,7 @@ static const struct option longopts[] = {
 	{ "stall", required_argument, NULL, O_STALL },
 	{ "bad", required_argument, NULL, O_BAD },
 	{ "notify-on-config", no_argument, NULL, O_NOTIFY_ON_CONFIG },
+	{ "notify-delay", required_argument, NULL, O_NOTIFY_DELAY },
 	{ "insert-at", required_argument, NULL, O_INSERT_AT },
 	{ "remove-at", required_argument, NULL, O_REMOVE_AT },
 	{ "hwerror-at", required_argument, NULL, O_HWERROR_AT },
@@ -972,6 +975,9 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 		}
 		case O_NOTIFY_ON_CONFIG:
 			cfg.notify_on_config = true;
+			break;
+		case O_NOTIFY_DELAY:
+			cfg.notify_delay_ms = num(o, optarg, 3600000);
 			break;
 		case O_INSERT_AT:
 		case O_REMOVE_AT:

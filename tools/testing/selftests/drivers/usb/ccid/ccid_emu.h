@@ -176,6 +176,7 @@ struct emu_cfg {
 	unsigned int pin_timeout_ms;
 	bool spr332_fw700;
 	bool notify_on_config;
+	unsigned int notify_delay_ms;
 	/* Scripts */
 	struct script scripts[EMU_MAX_SCRIPTS];
 	int num_scripts;

@@ -464,6 +464,7 @@ void usb_queue_notify(const uint8_t *buf, size_t len)
 		return;
 	}
 	f = new_frame(buf, len);
+	f->due = now_ms() + cfg.notify_delay_ms;
 	for (pp = &usb.notes; *pp; pp = &(*pp)->next)
 		;
 	*pp = f;
@@ -579,7 +580,7 @@ void usb_pump(void)
 			continue;
 		}
 		f = usb.notes;
-		if (!f)
+		if (!f || f->due > now)
 			break;
 		take_urb(irq->addr);
 		usb.notes = f->next;
@@ -1045,10 +1046,13 @@ int usb_input(void)
 int64_t usb_next_timer(void)
 {
 	struct ep_cfg *in = ep_by_role(ROLE_BULK_IN);
+	struct ep_cfg *irq = ep_by_role(ROLE_INT_IN);
 	uint64_t now = now_ms(), t = UINT64_MAX;
 
 	if (usb.frames && in && find_urb(in->addr))
 		t = usb.frames->due;
+	if (usb.notes && irq && find_urb(irq->addr) && usb.notes->due < t)
+		t = usb.notes->due;
 	if (usb.scan_end && usb.scan_next < t)
 		t = usb.scan_next;
 	if (t == UINT64_MAX)

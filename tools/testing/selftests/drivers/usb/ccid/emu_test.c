@@ -1623,17 +1623,17 @@ static int uevent_socket(void)
 
 /*
  * A removal and an insertion that happen as commands arrive: the answer's
- * bmICCStatus and the NotifySlotChange both tell of each, in either order,
- * and each counts once.
+ * bmICCStatus and the NotifySlotChange both tell of each, and each counts
+ * once.  @args orders the two: with --notify-delay the answer comes first.
  */
-TEST_F_TIMEOUT(emu, slot_change_seen_twice_counted_once, 60)
+static void check_change_counted_once(struct __test_metadata *_metadata,
+				      struct emu *e, const char *args)
 {
-	struct emu *e = &self->e[0];
 	struct ccid_slot_events ev;
 	struct ccid_slot_status st;
 	int fd, i;
 
-	emu_up(_metadata, e, "--remove-at 3:0 --insert-at 5:0", true);
+	emu_up(_metadata, e, args, true);
 	fd = open_node(e);
 	ASSERT_LE(0, fd) TH_LOG("%s: %s", e->dev, errname(fd));
 
@@ -1663,6 +1663,20 @@ TEST_F_TIMEOUT(emu, slot_change_seen_twice_counted_once, 60)
 	EXPECT_EQ(2, ev.changes[0]);
 	EXPECT_EQ(2, attr_num(e, "slot_changes"));
 	close(fd);
+}
+
+/* The notification as soon as the event, which usually beats the answer */
+TEST_F_TIMEOUT(emu, slot_change_seen_twice_counted_once, 60)
+{
+	check_change_counted_once(_metadata, &self->e[0],
+				  "--remove-at 3:0 --insert-at 5:0");
+}
+
+/* The answer first, the notification 500 ms later */
+TEST_F_TIMEOUT(emu, slot_change_answer_first_counted_once, 60)
+{
+	check_change_counted_once(_metadata, &self->e[0],
+				  "--remove-at 3:0 --insert-at 5:0 --notify-delay 500");
 }
 
 /* Count the "change" uevents of @busid:1.0 with @key; @last: the last one */
