@@ -1531,6 +1531,37 @@ TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 }
 
 /*
+ * Step 1, with the ResetParameters after the Abort answered by a frame
+ * whose dwLength is wrong (as QEMU 7.2 does): still an answer, so the
+ * reader counts as alive and nothing about it is logged.
+ */
+TEST_F_TIMEOUT(recovery, ladder_step1_garbled_reset_params_answer, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+
+	ASSERT_OK(emu_start(e, "--drop", "2", "--bad", "5:len-over-data",
+			    NULL));
+	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	counters_read(e, &c0);
+
+	/* 2 dropped, 3 Abort, 4 IccPowerOff, 5 ResetParameters garbled */
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_EVENT(e, "^bad 5 kind=len-over-data ");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+	EXPECT_KMSG(0, e, DRV "slot 0: abort answered, but not", e->busre);
+	EXPECT_EQ(1, uevent_resets(e, "0x1"));
+
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
  * A mute reader that answers the Abort and nothing else.  The first time,
  * the unanswered IccPowerOff is logged and the slot starts a new
  * generation, as a reader still busy with its card deserves.  When the
