@@ -42,7 +42,7 @@ $(addprefix module-,$(KERNELS)): module-%:
 	@test -f $(BUILD)/$*/drivers/usb/class/ccid/ccid.ko
 
 tools:
-	$(MAKE) -C tools/ccid
+	$(MAKE) -C tools/ccid all ccidctl32
 
 selftests:
 	$(MAKE) -C $(SELFTESTS) KSFT_INC=$(KSFT_INC)

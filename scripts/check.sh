@@ -97,14 +97,18 @@ checkpatch() {
 }
 
 # The UAPI header compiles on its own as C90, as usr/include/Makefile
-# demands, and has the same layout for 32- and 64-bit userspace.
+# demands, and has the same layout for 32- and 64-bit userspace.  The
+# layout is read from the compiler's output, not from running a 32-bit
+# program: the build machine's kernel may not execute one.  The 32-bit
+# path itself is exercised in the guest (ccidctl32 in vm_suite.sh).
 uapi_gate() {
 	gcc -std=c90 -Wall -Werror -pedantic -fsyntax-only -I include/uapi \
 		-x c - <<<'#include <linux/usb/ccid_reader.h>' || return 1
+	rm -f "$st"/uapi_layout*.txt
 	make --no-print-directory -C "$st" uapi_layout >/dev/null || return 1
-	"$st/uapi_layout64" > "$logdir/layout64.txt" || return 1
-	"$st/uapi_layout32" > "$logdir/layout32.txt" || return 1
-	diff -u "$logdir/layout64.txt" "$logdir/layout32.txt"
+	# A sanity floor: every structure and ioctl made it into the list
+	[ "$(grep -c . "$st/uapi_layout64.txt")" -ge 60 ] || return 1
+	diff -u "$st/uapi_layout64.txt" "$st/uapi_layout32.txt"
 }
 
 echo "TAP version 13"

@@ -1,19 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Print the layout of every ioctl structure, so that the layout built for
- * 32-bit userspace can be compared with the 64-bit one: the ABI promises
- * they are the same, with no compat translation.
+ * The layout of every ioctl structure and every ioctl number, for
+ * comparing the layout seen by 32-bit userspace with the 64-bit one: the
+ * ABI promises they are the same, with no compat translation.
+ *
+ * Nothing here is run.  As the kernel's asm-offsets.c does, each value is
+ * emitted as a "->name value" line into the compiler's assembly output
+ * (cc -S), so the check works on a build machine that cannot execute
+ * 32-bit programs: check.sh compiles this with -m32 and -m64 and
+ * compares the two lists.
  */
 #include <stddef.h>
-#include <stdio.h>
 #include <linux/usb/ccid_reader.h>
 
-#define SIZE(s)		printf("%-24s %3zu\n", #s, sizeof(struct s))
-#define FIELD(s, f)	printf("  %-22s %3zu %3zu\n", #f,		\
-			       offsetof(struct s, f),			\
-			       sizeof(((struct s *)0)->f))
+#define EMIT(name, val)							\
+	asm volatile("\n.ascii \"->" name " %0\"" : : "i" (val))
 
-int main(void)
+#define SIZE(s)		EMIT(#s, sizeof(struct s))
+#define FIELD(s, f)	EMIT(#s "." #f, offsetof(struct s, f));		\
+			EMIT(#s "." #f ".size", sizeof(((struct s *)0)->f))
+/* in parts: an assembler prints a 32-bit immediate with its sign */
+#define IOCTL(nr)	EMIT(#nr ".dir", _IOC_DIR(nr));			\
+			EMIT(#nr ".type", _IOC_TYPE(nr));		\
+			EMIT(#nr ".nr", _IOC_NR(nr));			\
+			EMIT(#nr ".size", _IOC_SIZE(nr))
+
+void uapi_layout(void);
+
+void uapi_layout(void)
 {
 	SIZE(ccid_reader_info);
 	FIELD(ccid_reader_info, vendor_id);
@@ -67,11 +81,16 @@ int main(void)
 	FIELD(ccid_slot_events, generation);
 	FIELD(ccid_slot_events, reserved);
 
-	printf("GET_INFO %08lx XFR_BLOCK %08lx SECURE %08lx PARAMS %08lx\n",
-	       (unsigned long)CCID_IOC_GET_INFO,
-	       (unsigned long)CCID_IOC_XFR_BLOCK,
-	       (unsigned long)CCID_IOC_SECURE,
-	       (unsigned long)CCID_IOC_SET_PARAMS);
-	printf("SLOT_EVENTS %08lx\n", (unsigned long)CCID_IOC_SLOT_EVENTS);
-	return 0;
+	IOCTL(CCID_IOC_GET_INFO);
+	IOCTL(CCID_IOC_POWER_ON);
+	IOCTL(CCID_IOC_POWER_OFF);
+	IOCTL(CCID_IOC_SLOT_STATUS);
+	IOCTL(CCID_IOC_XFR_BLOCK);
+	IOCTL(CCID_IOC_SECURE);
+	IOCTL(CCID_IOC_GET_PARAMS);
+	IOCTL(CCID_IOC_SET_PARAMS);
+	IOCTL(CCID_IOC_RESET_PARAMS);
+	IOCTL(CCID_IOC_ESCAPE);
+	IOCTL(CCID_IOC_ABORT);
+	IOCTL(CCID_IOC_SLOT_EVENTS);
 }
