@@ -166,6 +166,48 @@ void ccid_build_hdr(u8 *hdr, u8 type, u32 len, u8 slot, u8 seq,
 }
 
 /**
+ * ccid_frame_cmd() - frame one PC_to_RDR message in a message buffer
+ * @buf: the buffer, @buf_len bytes
+ * @buf_len: its size: the largest message the reader takes
+ * @hdr: the header fields (bMessageType, bSlot, bytes 7..9); its len is
+ *	the length of @data
+ * @seq: bSeq
+ * @data: abData, @hdr->len bytes (may be NULL when that is 0)
+ *
+ * This is the one place where a command's length is checked against the
+ * buffer: every command the driver sends, the user's and its own, is
+ * framed here.
+ *
+ * Return: the length of the message, or -EMSGSIZE when it does not fit.
+ */
+int ccid_frame_cmd(u8 *buf, size_t buf_len, const struct ccid_cmd_hdr *hdr,
+		   u8 seq, const u8 *data)
+{
+	if (buf_len < CCID_HDR_SIZE || hdr->len > buf_len - CCID_HDR_SIZE)
+		return -EMSGSIZE;
+	ccid_build_hdr(buf, hdr->type, hdr->len, hdr->slot, seq, hdr->p[0],
+		       hdr->p[1], hdr->p[2]);
+	if (hdr->len)
+		memcpy(buf + CCID_HDR_SIZE, data, hdr->len);
+	return CCID_HDR_SIZE + hdr->len;
+}
+
+/**
+ * ccid_cmd_on_card_path() - whether a command is carried out by the card
+ * @type: a PC_to_RDR bMessageType
+ *
+ * XfrBlock and Secure go to the card; everything else (power, status,
+ * parameters, Escape, Abort) a reader answers on its own.  A recovery is
+ * proven only by an answer on the path that failed.
+ *
+ * Return: true for the card path.
+ */
+bool ccid_cmd_on_card_path(u8 type)
+{
+	return type == CCID_PC_XFR_BLOCK || type == CCID_PC_SECURE;
+}
+
+/**
  * ccid_rsp_type_for() - the RDR_to_PC message that answers a command
  * @cmd_type: a PC_to_RDR bMessageType
  *
@@ -264,6 +306,15 @@ enum ccid_rsp_verdict ccid_check_rsp(const u8 *buf, size_t actual,
  */
 int ccid_rsp_errno(const struct ccid_rsp *rsp)
 {
+	/*
+	 * A DataBlock carries what the card said: one that claims success
+	 * with no card in the slot did not come from one (QEMU's reader
+	 * flushes a pending XfrBlock that way as it is unplugged).
+	 */
+	if ((rsp->status & CCID_CMD_STATUS_MASK) == CCID_CMD_STATUS_OK &&
+	    rsp->type == CCID_RDR_DATA_BLOCK &&
+	    (rsp->status & CCID_ICC_STATUS_MASK) == CCID_ICC_ABSENT)
+		return -ENOMEDIUM;
 	if ((rsp->status & CCID_CMD_STATUS_MASK) != CCID_CMD_STATUS_FAILED)
 		return 0;
 
@@ -572,7 +623,8 @@ static int ccid_parse_id(const char **p, char sep, u16 *id)
 /**
  * ccid_quirk_override() - apply the quirks= module parameter
  * @param: "VID:PID:FLAGS[,VID:PID:FLAGS...]", VID and PID as four hex
- *	digits, FLAGS letters ('s' broken Secure, 'f' bogus firmware), empty
+ *	digits, FLAGS letters ('s' broken Secure, 'f' bogus firmware, 'z'
+ *	bulk-OUT needs a zero-length packet), empty
  *	for none; the last entry for a reader wins
  * @vid: idVendor of the reader
  * @pid: idProduct of the reader
@@ -599,6 +651,8 @@ int ccid_quirk_override(const char *param, u16 vid, u16 pid, u32 *flags)
 				f |= CCID_QUIRK_BROKEN_SECURE;
 			else if (*p == 'f')
 				f |= CCID_QUIRK_BOGUS_FIRMWARE;
+			else if (*p == 'z')
+				f |= CCID_QUIRK_OUT_ZLP;
 			else
 				return -EINVAL;
 		}

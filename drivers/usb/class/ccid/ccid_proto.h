@@ -11,6 +11,7 @@
 #ifdef __KERNEL__
 #include <linux/errno.h>
 #include <linux/kernel.h>
+#include <linux/string.h>
 #include <linux/types.h>
 #else
 #include "ccid_user_compat.h"
@@ -169,8 +170,25 @@ int ccid_parse_class_desc(const u8 *buf, size_t len,
 int ccid_exchange_level(u32 features);
 const char *ccid_exchange_level_name(u32 features);
 
+/**
+ * struct ccid_cmd_hdr - the fields of a PC_to_RDR header but bSeq
+ * @type: bMessageType
+ * @slot: bSlot
+ * @p: header bytes 7..9
+ * @len: dwLength
+ */
+struct ccid_cmd_hdr {
+	u8 type;
+	u8 slot;
+	u8 p[3];
+	u32 len;
+};
+
 void ccid_build_hdr(u8 *hdr, u8 type, u32 len, u8 slot, u8 seq,
 		    u8 p1, u8 p2, u8 p3);
+int ccid_frame_cmd(u8 *buf, size_t buf_len, const struct ccid_cmd_hdr *hdr,
+		   u8 seq, const u8 *data);
+bool ccid_cmd_on_card_path(u8 type);
 u8 ccid_rsp_type_for(u8 cmd_type);
 enum ccid_rsp_verdict ccid_check_rsp(const u8 *buf, size_t actual,
 				     u8 cmd_type, u8 slot, u8 seq,
@@ -204,6 +222,7 @@ int ccid_parse_int_msg(const u8 *buf, size_t len, unsigned int num_slots,
 /* Reader quirks */
 #define CCID_QUIRK_BROKEN_SECURE	0x00000001	/* 's' */
 #define CCID_QUIRK_BOGUS_FIRMWARE	0x00000002	/* 'f' */
+#define CCID_QUIRK_OUT_ZLP		0x00000004	/* 'z' */
 
 /**
  * struct ccid_quirk - a known-bad firmware range

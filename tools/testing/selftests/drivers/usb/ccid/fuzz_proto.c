@@ -145,7 +145,10 @@ static void fuzz_rsp(u8 sel, const u8 *in, size_t len)
 	}
 	CHECK(!(rsp.status & 0x80));
 	ret = ccid_rsp_errno(&rsp);
-	if (!(rsp.status & 0x40))
+	if (!(rsp.status & 0x40) && rsp.type == CCID_RDR_DATA_BLOCK &&
+	    (rsp.status & 3) == 2)
+		CHECK(ret == -ENOMEDIUM);
+	else if (!(rsp.status & 0x40))
 		CHECK(ret == 0);
 	else
 		CHECK(ret == -EINVAL || ret == -EOPNOTSUPP ||
@@ -219,6 +222,84 @@ static void fuzz_misc(const u8 *in, size_t len)
 	CHECK(hdr[10] == 0xa5);
 }
 
+/*
+ * The one length check of every command: a message buffer of exactly
+ * buf_len bytes (on the heap, so ASan sees a write past it) and a
+ * command of any length.
+ */
+static void fuzz_frame(const u8 *in, size_t len)
+{
+	struct ccid_cmd_hdr hdr = {};
+	size_t buf_len;
+	u8 *buf;
+	int ret;
+
+	if (len < 8)
+		return;
+	buf_len = le16(in) % 512;
+	hdr.type = in[2];
+	hdr.slot = in[3];
+	memcpy(hdr.p, in + 4, 3);
+	hdr.len = in[7] + (in[7] & 0x80 ? 0xfff0u << 8 : 0);
+	in += 8;
+	len -= 8;
+	if (hdr.len <= 0x7f && hdr.len > len)
+		hdr.len = len;
+	buf = malloc(buf_len ? buf_len : 1);
+	CHECK(buf);
+	ret = ccid_frame_cmd(buf, buf_len, &hdr, 0x5a,
+			     hdr.len <= len ? in : NULL);
+	if (buf_len < 10 || hdr.len > buf_len - 10) {
+		CHECK(ret == -EMSGSIZE);
+	} else {
+		CHECK(ret == (int)(10 + hdr.len));
+		CHECK(buf[0] == hdr.type && buf[5] == hdr.slot &&
+		      buf[6] == 0x5a && le32(buf + 1) == hdr.len);
+		CHECK(!hdr.len || !memcmp(buf + 10, in, hdr.len));
+	}
+	free(buf);
+}
+
+/* The interrupt-IN parser, for any number of slots */
+static void fuzz_int(u8 sel, const u8 *in, size_t len)
+{
+	unsigned int slots = 1 + (sel >> 4);
+	struct ccid_int_msg msg;
+	const char *why = NULL;
+
+	if (ccid_parse_int_msg(in, len, slots, &msg, &why)) {
+		CHECK(why);
+		return;
+	}
+	CHECK(msg.type == 0x50 || msg.type == 0x51);
+	if (msg.type == 0x50) {
+		CHECK(!(msg.present >> slots));
+		CHECK(!(msg.changed >> slots));
+	}
+}
+
+/* The quirks= parameter: any string, for a fixed reader */
+static void fuzz_quirks(const u8 *in, size_t len)
+{
+	char param[256];
+	u32 flags = 0x80000000;
+	int ret;
+
+	if (len < 4)
+		return;
+	len = len - 4 < sizeof(param) - 1 ? len - 4 : sizeof(param) - 1;
+	memcpy(param, in + 4, len);
+	param[len] = 0;
+	ret = ccid_quirk_override(param, le16(in), le16(in + 2), &flags);
+	CHECK(ret >= -EINVAL && ret <= 1);
+	if (ret <= 0)
+		CHECK(flags == 0x80000000);
+	else
+		CHECK(!(flags & ~(CCID_QUIRK_BROKEN_SECURE |
+				  CCID_QUIRK_BOGUS_FIRMWARE |
+				  CCID_QUIRK_OUT_ZLP)));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -242,7 +323,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_secure(sel, data, size);
 		break;
 	case SEL_MISC:
-		fuzz_misc(data, size);
+		switch ((sel >> 2) & 3) {
+		case 0:
+			fuzz_misc(data, size);
+			break;
+		case 1:
+			fuzz_frame(data, size);
+			break;
+		case 2:
+			fuzz_int(sel, data, size);
+			break;
+		default:
+			fuzz_quirks(data, size);
+			break;
+		}
 		break;
 	}
 	return 0;

@@ -816,7 +816,9 @@ TEST(rsp_errno)
 		{ 0x00, 0x00, 0 },
 		{ 0x00, 0xfe, 0 },
 		{ 0x01, 0x00, 0 },
-		{ 0x02, 0xfe, 0 },
+		/* ...but a DataBlock with no card did not come from one */
+		{ 0x02, 0xfe, -ENOMEDIUM },
+		{ 0x02, 0x00, -ENOMEDIUM },
 		/* failed, bError = index of the bad field */
 		{ 0x40, 0x01, -EINVAL },
 		{ 0x40, 0x05, -EINVAL },
@@ -864,6 +866,11 @@ TEST(rsp_errno)
 			TH_LOG("bStatus 0x%02x bError 0x%02x",
 			       t[i].status, t[i].error);
 	}
+	/* a SlotStatus saying "no card" is a plain success */
+	memset(&rsp, 0, sizeof(rsp));
+	rsp.type = 0x81;
+	rsp.status = 0x02;
+	EXPECT_EQ(0, ccid_rsp_errno(&rsp));
 }
 
 /* ------------------------------------------------------------------ */
@@ -1526,7 +1533,10 @@ static bool fuzz_one(struct __test_metadata *_metadata,
 	if (v == CCID_RSP_MATCH) {
 		FCHECK(!(rsp.status & 0x80));
 		ret = ccid_rsp_errno(&rsp);
-		if (!(rsp.status & 0x40))
+		if (!(rsp.status & 0x40) && rsp.type == 0x80 &&
+		    (rsp.status & 3) == 2)
+			FCHECK(ret == -ENOMEDIUM);
+		else if (!(rsp.status & 0x40))
 			FCHECK(ret == 0);
 		else
 			FCHECK(ret == -EINVAL || ret == -EOPNOTSUPP ||
