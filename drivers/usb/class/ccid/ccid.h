@@ -6,14 +6,17 @@
 #define _CCID_H
 
 #include <linux/atomic.h>
+#include <linux/bitmap.h>
 #include <linux/kref.h>
 #include <linux/mutex.h>
+#include <linux/ratelimit.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/usb.h>
 #include <linux/wait.h>
 
 #include "ccid_proto.h"
+#include "ccid_slot.h"
 
 /* Default timeouts; a caller's timeout_ms replaces them (Secure: see below) */
 #define CCID_TIMEOUT_CTRL_MS	5000	/* status, power off, parameters */
@@ -33,10 +36,17 @@ extern unsigned int ccid_time_ext_limit;
 #define CCID_ABORT_STEP_MS	1000
 /* Answers to older commands dropped before a command gives up */
 #define CCID_MAX_STALE		16
-/* Recoveries in a row that only the Abort answered before a USB reset */
-#define CCID_MAX_ABORT_ONLY	2
 /* Interrupt-IN errors in a row before the driver stops listening */
 #define CCID_MAX_INT_ERRORS	16
+/*
+ * The shortest timeout a caller may ask for: below it, every command of a
+ * slow card would run the recovery ladder and reset the card under every
+ * other user of the reader
+ */
+#define CCID_MIN_TIMEOUT_MS	500
+/* KOBJ_CHANGE uevents for slot resets: at most this many per interval */
+#define CCID_UEVENT_BURST	10
+#define CCID_UEVENT_INTERVAL	(5 * HZ)
 
 /* ccid_dev.flags */
 #define CCID_FLAG_IN_DONE	0	/* bulk-IN URB completed */
@@ -59,6 +69,7 @@ struct ccid_stats {
 	atomic_t usb_resets;
 	atomic_t hw_errors;
 	atomic_t slot_changes;
+	atomic_t out_of_step;
 };
 
 /**
@@ -73,41 +84,43 @@ struct ccid_stats {
  * @out_pipe: bulk-OUT
  * @out_maxp: wMaxPacketSize of bulk-OUT
  * @buf_len: largest message the driver sends or accepts, header included
- * @io_mutex: serializes commands; protects @seq, the buffers, the URBs
- *	and @disconnected
- * @disconnected: set once under @io_mutex by disconnect, after
- *	CCID_FLAG_GONE, which lockless readers test
+ * @io_key: the lockdep class of @io_mutex: one per interface, since one
+ *	interface's recovery resets the device, with its io_mutex held,
+ *	and every other interface's pre_reset then takes its own
+ * @io_mutex: one command on the wire at a time.  Guards @seq,
+ *	@abandoned, @out_buf, @in_buf, the bulk URBs, @self_reset and each
+ *	slot's recovery memory (struct ccid_slot)
  * @seq: bSeq of the next command
+ * @abandoned: bit Q set while bSeq Q belongs to a command the driver gave
+ *	up on; an answer carrying it later means the reader is out of step
  * @out_buf: bulk-OUT message buffer, @buf_len bytes
  * @in_buf: bulk-IN message buffer, @in_len bytes
  * @in_len: @buf_len rounded up to whole packets
  * @out_urb: preallocated bulk-OUT URB
  * @in_urb: preallocated bulk-IN URB
- * @flags: CCID_FLAG_*
+ * @self_reset: the driver's own recovery is resetting the device, with
+ *	@io_mutex held; pre_reset and post_reset read it, in that task
+ * @flags: CCID_FLAG_*; GONE, RESETTING and SUSPENDED are the reader's
+ *	state, read through ccid_io_state() only
  * @wait: the command in flight waits here for its URBs or a cancel
- * @lock: protects @busy_slot against CCID_IOC_ABORT
+ * @lock: guards @busy_slot, the presence, generation and ATR of every
+ *	slot (struct ccid_slot), @event_seq, and each file's acknowledged
+ *	generations and seen event count
  * @busy_slot: slot of the command in flight, or -1
+ * @slots: per-slot state
+ * @event_seq: bumped by every presence change, hardware error and reset
  * @poll_wait: poll() waiters: slot events, resets, disconnect
+ * @uevent_rs: rate limit of the reset uevents
  * @stats: error counters
  * @quirks: CCID_QUIRK_* in force
  * @int_ep: the interrupt-IN endpoint, or NULL
  * @int_urb: interrupt-IN URB, or NULL when the reader has no such endpoint
  * @int_buf: its buffer
- * @open_mutex: protects @open_count and @unbound
+ * @int_errors: interrupt-IN errors in a row (the URB's completion only)
+ * @open_mutex: guards @open_count, @unbound and the submission and
+ *	poisoning state of @int_urb
  * @open_count: open files; the interrupt URB runs while it is not zero
  * @unbound: set by disconnect: open files hold no PM reference any more
- * @int_errors: interrupt-IN errors in a row
- * @self_reset: the driver's own recovery is resetting the device, with
- *	io_mutex held; set and read only by that task
- * @abort_only: under @io_mutex: recoveries in a row in which the reader
- *	answered the Abort but not the power off or parameter reset after it
- * @present: under @lock: bit N set while slot N holds a card
- * @known: under @lock: bit N set once slot N's presence was learnt
- * @noted: under @lock: bit N set when a bmICCStatus showed slot N's last
- *	change before a NotifySlotChange did; its changed bit then repeats it
- * @changes: under @lock: per slot, insertions and removals seen
- * @gen: under @lock: per slot reset generation
- * @event_seq: under @lock: bumped by every presence change and reset
  */
 struct ccid_dev {
 	struct kref kref;
@@ -122,41 +135,57 @@ struct ccid_dev {
 	u16 out_maxp;
 	size_t buf_len;
 
-	struct mutex io_mutex;		/* one command at a time */
-	bool disconnected;
+	struct lock_class_key io_key;
+	struct mutex io_mutex;		/* one command on the wire */
 	u8 seq;
+	DECLARE_BITMAP(abandoned, 256);
 	u8 *out_buf;
 	u8 *in_buf;
 	size_t in_len;
 	struct urb *out_urb;
 	struct urb *in_urb;
+	bool self_reset;
 
 	unsigned long flags;
 	wait_queue_head_t wait;
-	spinlock_t lock;		/* busy_slot vs. CCID_IOC_ABORT */
+	spinlock_t lock;		/* see above: slots, busy_slot, files */
 	int busy_slot;
+	struct ccid_slot slots[CCID_MAX_SLOTS];
+	u32 event_seq;
 
 	wait_queue_head_t poll_wait;
+	struct ratelimit_state uevent_rs;
 	struct ccid_stats stats;
 	u32 quirks;
 
 	struct usb_endpoint_descriptor *int_ep;
 	struct urb *int_urb;
 	u8 *int_buf;
-	struct mutex open_mutex;	/* open_count */
+	unsigned int int_errors;
+	struct mutex open_mutex;	/* open_count, unbound, int_urb */
 	unsigned int open_count;
 	bool unbound;
-	unsigned int int_errors;
-	bool self_reset;
-	unsigned int abort_only;
-
-	u32 present;
-	u32 known;
-	u32 noted;
-	u32 changes[CCID_MAX_SLOTS];
-	u32 gen[CCID_MAX_SLOTS];
-	u32 event_seq;
 };
+
+/**
+ * ccid_io_state() - whether the reader can take a command now
+ * @dev: the reader
+ *
+ * The one check of the reader's state.  -ENODEV means unplugged (or
+ * unbound) and nothing else: a daemon drops the reader on it.  A reset or
+ * a suspend in progress is -EIO: the reader is still there.
+ *
+ * Return: 0, -EIO or -ENODEV.
+ */
+static inline int ccid_io_state(struct ccid_dev *dev)
+{
+	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+		return -ENODEV;
+	if (test_bit(CCID_FLAG_RESETTING, &dev->flags) ||
+	    test_bit(CCID_FLAG_SUSPENDED, &dev->flags))
+		return -EIO;
+	return 0;
+}
 
 /**
  * struct ccid_file - one open file
@@ -165,6 +194,9 @@ struct ccid_dev {
  *	(under dev->lock)
  * @seen_event_seq: event_seq when this file last read the events
  *	(under dev->lock)
+ *
+ * This is the only per-file state: commands, buffers and the card session
+ * belong to the reader, shared by every file.
  */
 struct ccid_file {
 	struct ccid_dev *dev;
@@ -174,22 +206,22 @@ struct ccid_file {
 
 /**
  * struct ccid_cmd - one PC_to_RDR command and its answer
- * @type: bMessageType
- * @slot: bSlot
- * @p: header bytes 7..9
- * @len: dwLength; the data is already at out_buf + CCID_HDR_SIZE
+ * @hdr: the header fields
+ * @tx: abData, hdr.len bytes, copied into the message buffer under
+ *	io_mutex (never user memory)
+ * @rx: where abData of the answer goes, @rx_size bytes (never user memory)
+ * @rx_size: its size
  * @timeout_ms: how long to wait for the answer
- * @rsp: the answer's header
- * @data: the answer's abData (in_buf + CCID_HDR_SIZE), rsp.len bytes
+ * @rsp: the answer's header; rsp.len may exceed @rx_size, then only
+ *	@rx_size bytes were copied
  */
 struct ccid_cmd {
-	u8 type;
-	u8 slot;
-	u8 p[3];
-	u32 len;
+	struct ccid_cmd_hdr hdr;
+	const u8 *tx;
+	u8 *rx;
+	size_t rx_size;
 	unsigned int timeout_ms;
 	struct ccid_rsp rsp;
-	const u8 *data;
 };
 
 extern struct usb_driver ccid_driver;
@@ -200,8 +232,6 @@ void ccid_free_io(struct ccid_dev *dev);
 int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd);
 int ccid_bad_answer(struct ccid_dev *dev, u8 slot, const char *why);
 int ccid_cancel(struct ccid_dev *dev, u8 slot);
-void ccid_reset_slots(struct ccid_dev *dev, u32 mask);
-void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status);
 long ccid_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 
 #endif /* _CCID_H */

@@ -46,7 +46,7 @@ MODULE_DEVICE_TABLE(usb, ccid_ids);
 static char quirks[256];
 module_param_string(quirks, quirks, sizeof(quirks), 0644);
 MODULE_PARM_DESC(quirks,
-		 "VID:PID:FLAGS[,...] replaces the built-in quirks of a reader; FLAGS: s = Secure is broken, f = bogus firmware, none = empty");
+		 "VID:PID:FLAGS[,...] replaces the built-in quirks of a reader; FLAGS: s = Secure is broken, f = bogus firmware, z = bulk-OUT needs a zero-length packet, none = empty");
 
 unsigned int ccid_time_ext_limit = CCID_TIME_EXT_LIMIT_DEFAULT;
 module_param_named(time_ext_limit, ccid_time_ext_limit, uint, 0644);
@@ -58,104 +58,12 @@ void ccid_delete(struct kref *kref)
 	struct ccid_dev *dev = container_of(kref, struct ccid_dev, kref);
 
 	ccid_free_io(dev);
+	lockdep_unregister_key(&dev->io_key);
 	usb_free_urb(dev->int_urb);
 	kfree(dev->int_buf);
 	usb_put_intf(dev->intf);
 	usb_put_dev(dev->udev);
 	kfree(dev);
-}
-
-/* A slot's card came or went @n times: count it.  Under dev->lock. */
-static void ccid_count_change(struct ccid_dev *dev, u8 slot, unsigned int n)
-{
-	dev->changes[slot] += n;
-	dev->event_seq++;
-	atomic_add(n, &dev->stats.slot_changes);
-}
-
-/**
- * ccid_note_presence() - learn a slot's card presence from bStatus
- * @dev: the reader
- * @slot: the slot an answer came for
- * @status: its bStatus
- *
- * The first answer for a slot only teaches the driver what is there; a
- * later one that disagrees is a change, which the reader's NotifySlotChange
- * may repeat (see ccid_int_presence()).
- */
-void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status)
-{
-	bool present = (status & CCID_ICC_STATUS_MASK) != CCID_ICC_ABSENT;
-	unsigned long flags;
-
-	spin_lock_irqsave(&dev->lock, flags);
-	if (!(dev->known & BIT(slot))) {
-		dev->known |= BIT(slot);
-		if (present)
-			dev->present |= BIT(slot);
-	} else if (!!(dev->present & BIT(slot)) != present) {
-		dev->present ^= BIT(slot);
-		dev->noted |= BIT(slot);
-		ccid_count_change(dev, slot, 1);
-		wake_up_interruptible(&dev->poll_wait);
-	}
-	spin_unlock_irqrestore(&dev->lock, flags);
-}
-
-/*
- * A NotifySlotChange for @slot: whether a card is there now, and whether
- * the reader saw a change since its last message.  Under dev->lock.
- */
-static void ccid_int_presence(struct ccid_dev *dev, u8 slot, bool present,
-			      bool changed)
-{
-	u32 bit = BIT(slot);
-	bool was = dev->present & bit;
-
-	if (!(dev->known & bit)) {
-		if (changed)
-			ccid_count_change(dev, slot, 1);
-	} else if (was != present) {
-		ccid_count_change(dev, slot, 1);
-	} else if (changed && !(dev->noted & bit)) {
-		/* the same as before, yet changed: out and in again */
-		ccid_count_change(dev, slot, 2);
-	}
-	/* else: the change an answer's bmICCStatus already showed */
-	dev->noted &= ~bit;
-	dev->known |= bit;
-	if (present)
-		dev->present |= bit;
-	else
-		dev->present &= ~bit;
-}
-
-/**
- * ccid_reset_slots() - start a new generation on slots whose card was reset
- * @dev: the reader
- * @mask: bit N for slot N
- *
- * Files that have not acknowledged the new generation get -ECONNRESET for
- * the slot until they power the card on again or read the events; poll()
- * reports EPOLLPRI and a KOBJ_CHANGE uevent tells udev.
- */
-void ccid_reset_slots(struct ccid_dev *dev, u32 mask)
-{
-	char event[] = "CCID_EVENT=reset";
-	char slots[24];
-	char *envp[3] = { event, slots, NULL };
-	unsigned int i;
-
-	spin_lock_irq(&dev->lock);
-	for (i = 0; i <= dev->desc.max_slot_index; i++)
-		if (mask & BIT(i))
-			dev->gen[i]++;
-	dev->event_seq++;
-	spin_unlock_irq(&dev->lock);
-
-	wake_up_interruptible(&dev->poll_wait);
-	snprintf(slots, sizeof(slots), "CCID_SLOTS=0x%x", mask);
-	kobject_uevent_env(&dev->intf->dev.kobj, KOBJ_CHANGE, envp);
 }
 
 static void ccid_int_complete(struct urb *urb)
@@ -222,6 +130,7 @@ static int ccid_open(struct inode *inode, struct file *file)
 	struct usb_interface *intf;
 	struct ccid_file *f;
 	struct ccid_dev *dev;
+	unsigned int i;
 	int ret;
 
 	intf = usb_find_interface(&ccid_driver, iminor(inode));
@@ -248,7 +157,8 @@ static int ccid_open(struct inode *inode, struct file *file)
 	kref_get(&dev->kref);
 	f->dev = dev;
 	spin_lock_irq(&dev->lock);
-	memcpy(f->acked_gen, dev->gen, sizeof(f->acked_gen));
+	for (i = 0; i < CCID_MAX_SLOTS; i++)
+		f->acked_gen[i] = dev->slots[i].gen;
 	f->seen_event_seq = dev->event_seq;
 	spin_unlock_irq(&dev->lock);
 	file->private_data = f;
@@ -258,9 +168,9 @@ static int ccid_open(struct inode *inode, struct file *file)
 		dev->int_errors = 0;
 		ret = usb_submit_urb(dev->int_urb, GFP_KERNEL);
 		if (ret)
-			dev_warn(&intf->dev,
-				 "no slot events: interrupt-IN failed: %d\n",
-				 ret);
+			dev_warn_ratelimited(&intf->dev,
+					     "no slot events: interrupt-IN failed: %d\n",
+					     ret);
 	}
 	mutex_unlock(&dev->open_mutex);
 
@@ -293,14 +203,14 @@ static __poll_t ccid_poll(struct file *file, poll_table *wait)
 	unsigned int i;
 
 	poll_wait(file, &dev->poll_wait, wait);
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+	if (ccid_io_state(dev) == -ENODEV)
 		return EPOLLHUP | EPOLLERR;
 
 	spin_lock_irq(&dev->lock);
 	if (f->seen_event_seq != dev->event_seq)
 		mask |= EPOLLIN | EPOLLRDNORM;
 	for (i = 0; i <= dev->desc.max_slot_index; i++)
-		if (f->acked_gen[i] != dev->gen[i])
+		if (f->acked_gen[i] != dev->slots[i].gen)
 			mask |= EPOLLPRI;
 	spin_unlock_irq(&dev->lock);
 	return mask;
@@ -436,19 +346,33 @@ static CCID_COUNTER_ATTR(clear_halts);
 static CCID_COUNTER_ATTR(usb_resets);
 static CCID_COUNTER_ATTR(hw_errors);
 static CCID_COUNTER_ATTR(slot_changes);
+static CCID_COUNTER_ATTR(out_of_step);
 
 static ssize_t quirks_show(struct device *d, struct device_attribute *attr,
 			   char *buf)
 {
+	static const struct {
+		u32 flag;
+		const char *name;
+	} names[] = {
+		{ CCID_QUIRK_BROKEN_SECURE, "broken_secure" },
+		{ CCID_QUIRK_BOGUS_FIRMWARE, "bogus_firmware" },
+		{ CCID_QUIRK_OUT_ZLP, "out_zlp" },
+	};
 	u32 q = ccid_from_dev(d)->quirks;
+	const char *sep = "";
+	unsigned int i;
+	int len = 0;
 
 	if (!q)
 		return sysfs_emit(buf, "none\n");
-	return sysfs_emit(buf, "%s%s%s\n",
-			  q & CCID_QUIRK_BROKEN_SECURE ? "broken_secure" : "",
-			  (q & CCID_QUIRK_BROKEN_SECURE) &&
-			  (q & CCID_QUIRK_BOGUS_FIRMWARE) ? " " : "",
-			  q & CCID_QUIRK_BOGUS_FIRMWARE ? "bogus_firmware" : "");
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		if (!(q & names[i].flag))
+			continue;
+		len += sysfs_emit_at(buf, len, "%s%s", sep, names[i].name);
+		sep = " ";
+	}
+	return len + sysfs_emit_at(buf, len, "\n");
 }
 static DEVICE_ATTR_RO(quirks);
 
@@ -470,6 +394,7 @@ static struct attribute *ccid_attrs[] = {
 	&ccid_attr_usb_resets.attr.attr,
 	&ccid_attr_hw_errors.attr.attr,
 	&ccid_attr_slot_changes.attr.attr,
+	&ccid_attr_out_of_step.attr.attr,
 	&dev_attr_quirks.attr,
 	NULL
 };
@@ -655,7 +580,12 @@ static int ccid_probe(struct usb_interface *intf,
 		return -ENOMEM;
 
 	kref_init(&dev->kref);
+	lockdep_register_key(&dev->io_key);
 	mutex_init(&dev->io_mutex);
+	lockdep_set_class(&dev->io_mutex, &dev->io_key);
+	ratelimit_state_init(&dev->uevent_rs, CCID_UEVENT_INTERVAL,
+			     CCID_UEVENT_BURST);
+	ratelimit_set_flags(&dev->uevent_rs, RATELIMIT_MSG_ON_RELEASE);
 	mutex_init(&dev->open_mutex);
 	spin_lock_init(&dev->lock);
 	init_waitqueue_head(&dev->wait);
@@ -704,17 +634,22 @@ static void ccid_stop_io(struct ccid_dev *dev)
 	usb_poison_urb(dev->int_urb);
 }
 
+/*
+ * The interrupt URB is unpoisoned under open_mutex: a first open() in
+ * between would submit it too, and submit it twice.
+ */
 static void ccid_restart_io(struct ccid_dev *dev)
 {
 	usb_unpoison_urb(dev->in_urb);
 	usb_unpoison_urb(dev->out_urb);
-	usb_unpoison_urb(dev->int_urb);
 
 	mutex_lock(&dev->open_mutex);
+	usb_unpoison_urb(dev->int_urb);
 	if (dev->open_count && dev->int_urb) {
 		dev->int_errors = 0;
 		if (usb_submit_urb(dev->int_urb, GFP_NOIO))
-			dev_warn(&dev->intf->dev, "slot events lost\n");
+			dev_warn_ratelimited(&dev->intf->dev,
+					     "slot events lost\n");
 	}
 	mutex_unlock(&dev->open_mutex);
 }
@@ -747,8 +682,8 @@ static void ccid_disconnect(struct usb_interface *intf)
 	usb_deregister_dev(intf, &ccid_class);
 	ccid_stop_io(dev);
 
+	/* Wait for the command in flight: it sees GONE and ends. */
 	mutex_lock(&dev->io_mutex);
-	dev->disconnected = true;
 	mutex_unlock(&dev->io_mutex);
 
 	mutex_lock(&dev->open_mutex);
@@ -778,6 +713,8 @@ static int ccid_post_reset(struct usb_interface *intf)
 {
 	struct ccid_dev *dev = usb_get_intfdata(intf);
 
+	/* The reader's queues are empty: no answer is owed any more */
+	bitmap_zero(dev->abandoned, 256);
 	ccid_wake(dev, CCID_FLAG_RESETTING);
 	if (!dev->self_reset)
 		mutex_unlock(&dev->io_mutex);

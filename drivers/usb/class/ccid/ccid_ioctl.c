@@ -2,15 +2,22 @@
 /*
  * USB CCID smart-card reader driver: the ioctl interface.
  *
- * Arguments are checked before the reader is touched; the command is
- * then run under io_mutex with its data copied straight into the
- * preallocated message buffer.  When the reader answered, the structure
- * goes back to userspace with bStatus and bError even if the call fails.
+ * Arguments are checked and user data is copied in before the reader is
+ * touched; every command then runs through ccid_run(), which holds
+ * io_mutex only around the command itself.  User memory is never touched
+ * with io_mutex held: a page that never faults in must not block unplug
+ * or a reset.  When the reader answered, the structure goes back to
+ * userspace with bStatus and bError even if the call fails.
+ *
+ * A file opened read-only may look (GET_INFO, SLOT_STATUS, GET_PARAMS,
+ * SLOT_EVENTS); everything that changes the card's or the reader's state
+ * needs a file opened for writing.
  */
 
 #include <linux/capability.h>
 #include <linux/fs.h>
 #include <linux/minmax.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
@@ -41,45 +48,58 @@ static int ccid_check_reserved(struct ccid_dev *dev, const void *p,
 	return 0;
 }
 
+/* A caller's timeout: 0 for the default, else within the floor and cap */
 static unsigned int ccid_timeout(u32 user_ms, unsigned int def_ms)
 {
-	return user_ms ? min_t(u32, user_ms, CCID_MAX_TIMEOUT_MS) : def_ms;
+	if (!user_ms)
+		return def_ms;
+	return clamp_t(u32, user_ms, CCID_MIN_TIMEOUT_MS, CCID_MAX_TIMEOUT_MS);
 }
 
-/*
- * A slot that was reset since this file last acknowledged it refuses
- * card commands: the card lost any state (a verified PIN, a selected
- * application) the file may rely on.  Called with io_mutex held, since
- * only io_mutex holders start new generations.
+/* ccid_run() flags */
+#define CCID_RUN_CARD		BIT(0)	/* refused on a slot reset behind the file */
+#define CCID_RUN_POWER_ON	BIT(1)	/* a good ATR is kept and acknowledged */
+
+/* A successful power-on: the slot's ATR, and this file knows the reset */
+static void ccid_power_on_done(struct ccid_file *f, const struct ccid_cmd *cmd)
+{
+	u8 slot = cmd->hdr.slot;
+
+	if (ccid_rsp_errno(&cmd->rsp) || cmd->rsp.len > cmd->rx_size)
+		return;
+	ccid_set_atr(f->dev, slot, cmd->rx, cmd->rsp.len);
+	ccid_ack_gen(f, slot);
+}
+
+/**
+ * ccid_run() - run one command of an ioctl
+ * @f: the file
+ * @cmd: the command, its data and answer in kernel memory
+ * @flags: CCID_RUN_*
+ *
+ * The one path from the ioctls to the wire: io_mutex, the reader's state,
+ * the slot's generation (CCID_RUN_CARD), the transaction, and what must
+ * happen under the same lock after it (CCID_RUN_POWER_ON).
+ *
+ * Return: as ccid_transact(), or -ERESTARTSYS, -ECONNRESET.
  */
-static int ccid_check_gen(struct ccid_file *f, u8 slot)
+static int ccid_run(struct ccid_file *f, struct ccid_cmd *cmd,
+		    unsigned int flags)
 {
 	struct ccid_dev *dev = f->dev;
-	int ret = 0;
+	int ret;
 
-	spin_lock_irq(&dev->lock);
-	if (f->acked_gen[slot] != dev->gen[slot])
-		ret = -ECONNRESET;
-	spin_unlock_irq(&dev->lock);
-	return ret;
-}
-
-static void ccid_ack_gen(struct ccid_file *f, u8 slot)
-{
-	spin_lock_irq(&f->dev->lock);
-	f->acked_gen[slot] = f->dev->gen[slot];
-	spin_unlock_irq(&f->dev->lock);
-}
-
-static int ccid_lock(struct ccid_dev *dev)
-{
 	if (mutex_lock_interruptible(&dev->io_mutex))
 		return -ERESTARTSYS;
-	if (dev->disconnected) {
-		mutex_unlock(&dev->io_mutex);
-		return -ENODEV;
-	}
-	return 0;
+	ret = ccid_io_state(dev);
+	if (!ret && (flags & CCID_RUN_CARD))
+		ret = ccid_check_gen(f, cmd->hdr.slot);
+	if (!ret)
+		ret = ccid_transact(dev, cmd);
+	if (!ret && (flags & CCID_RUN_POWER_ON))
+		ccid_power_on_done(f, cmd);
+	mutex_unlock(&dev->io_mutex);
+	return ret;
 }
 
 static long ccid_ioctl_info(struct ccid_dev *dev, void __user *argp)
@@ -125,15 +145,13 @@ static long ccid_ioctl_power_on(struct ccid_file *f, void __user *argp)
 {
 	struct ccid_dev *dev = f->dev;
 	struct ccid_power_on p;
-	struct ccid_cmd cmd = { .type = CCID_PC_POWER_ON };
+	struct ccid_cmd cmd = { .hdr.type = CCID_PC_POWER_ON };
 	int ret;
 
 	if (copy_from_user(&p, argp, sizeof(p)))
 		return -EFAULT;
-	ret = ccid_check_slot(dev, p.slot);
-	if (ret)
-		return ret;
-	ret = ccid_check_reserved(dev, &p.reserved0, sizeof(p.reserved0)) ?:
+	ret = ccid_check_slot(dev, p.slot) ?:
+	      ccid_check_reserved(dev, &p.reserved0, sizeof(p.reserved0)) ?:
 	      ccid_check_reserved(dev, p.reserved, sizeof(p.reserved));
 	if (ret)
 		return ret;
@@ -142,44 +160,37 @@ static long ccid_ioctl_power_on(struct ccid_file *f, void __user *argp)
 		return -EINVAL;
 	}
 
-	cmd.slot = p.slot;
-	cmd.p[0] = p.voltage;
+	cmd.hdr.slot = p.slot;
+	cmd.hdr.p[0] = p.voltage;
 	cmd.timeout_ms = ccid_timeout(p.timeout_ms, CCID_TIMEOUT_XFR_MS);
-
-	ret = ccid_lock(dev);
+	memset(p.atr, 0, sizeof(p.atr));
+	cmd.rx = p.atr;
+	cmd.rx_size = sizeof(p.atr);
+	ret = ccid_run(f, &cmd, CCID_RUN_POWER_ON);
 	if (ret)
 		return ret;
-	ret = ccid_transact(dev, &cmd);
-	if (ret) {
-		mutex_unlock(&dev->io_mutex);
-		return ret;
-	}
 
 	p.status = cmd.rsp.status;
 	p.error = cmd.rsp.error;
 	p.atr_len = 0;
-	memset(p.atr, 0, sizeof(p.atr));
 	ret = ccid_rsp_errno(&cmd.rsp);
 	if (!ret && cmd.rsp.len > sizeof(p.atr)) {
+		memset(p.atr, 0, sizeof(p.atr));
 		ret = ccid_bad_answer(dev, p.slot, "ATR too long");
 	} else if (!ret) {
 		p.atr_len = cmd.rsp.len;
-		memcpy(p.atr, cmd.data, cmd.rsp.len);
-		/* a fresh ATR: this file knows the card was reset */
-		ccid_ack_gen(f, p.slot);
 	}
-	mutex_unlock(&dev->io_mutex);
-
 	if (copy_to_user(argp, &p, sizeof(p)))
 		return -EFAULT;
 	return ret;
 }
 
-static long ccid_ioctl_slot_status(struct ccid_dev *dev, u8 type,
+static long ccid_ioctl_slot_status(struct ccid_file *f, u8 type,
 				   void __user *argp)
 {
+	struct ccid_dev *dev = f->dev;
 	struct ccid_slot_status st;
-	struct ccid_cmd cmd = { .type = type };
+	struct ccid_cmd cmd = { .hdr.type = type };
 	int ret;
 
 	if (copy_from_user(&st, argp, sizeof(st)))
@@ -189,14 +200,9 @@ static long ccid_ioctl_slot_status(struct ccid_dev *dev, u8 type,
 	if (ret)
 		return ret;
 
-	cmd.slot = st.slot;
+	cmd.hdr.slot = st.slot;
 	cmd.timeout_ms = ccid_timeout(st.timeout_ms, CCID_TIMEOUT_CTRL_MS);
-
-	ret = ccid_lock(dev);
-	if (ret)
-		return ret;
-	ret = ccid_transact(dev, &cmd);
-	mutex_unlock(&dev->io_mutex);
+	ret = ccid_run(f, &cmd, 0);
 	if (ret)
 		return ret;
 
@@ -244,10 +250,70 @@ static int ccid_check_xfer(struct ccid_dev *dev, unsigned int ioc,
 		ccid_bad_arg(dev, "empty PIN operation block");
 		return -EINVAL;
 	}
-	if (!access_ok(u64_to_user_ptr(x->tx_buf), x->tx_len) ||
-	    !access_ok(u64_to_user_ptr(x->rx_buf), x->rx_size))
-		return -EFAULT;
+	if (ioc == CCID_IOC_SECURE &&
+	    (dev->quirks & CCID_QUIRK_BROKEN_SECURE)) {
+		ccid_bad_arg(dev, "Secure disabled by the broken_secure quirk");
+		return -EOPNOTSUPP;
+	}
 	return 0;
+}
+
+/*
+ * The command of an XfrBlock, Secure or Escape, with the user's data
+ * copied in and a buffer for the answer.  The Secure block is checked
+ * here, on the kernel's copy, so that what is checked is what is sent.
+ */
+static int ccid_xfer_cmd(struct ccid_dev *dev, unsigned int ioc,
+			 const struct ccid_xfer *x, struct ccid_cmd *cmd)
+{
+	const char *why;
+	u8 *tx;
+	int ret;
+
+	cmd->hdr.type = ioc == CCID_IOC_XFR_BLOCK ? CCID_PC_XFR_BLOCK :
+			ioc == CCID_IOC_SECURE ? CCID_PC_SECURE : CCID_PC_ESCAPE;
+	cmd->hdr.slot = x->slot;
+	cmd->hdr.len = x->tx_len;
+	cmd->hdr.p[0] = x->bwi;
+	cmd->hdr.p[1] = x->level & 0xff;
+	cmd->hdr.p[2] = x->level >> 8;
+	cmd->timeout_ms = ccid_timeout(x->timeout_ms, CCID_TIMEOUT_XFR_MS);
+
+	tx = vmemdup_user(u64_to_user_ptr(x->tx_buf), x->tx_len);
+	if (IS_ERR(tx))
+		return PTR_ERR(tx);
+	cmd->tx = tx;
+	if (cmd->hdr.type == CCID_PC_SECURE) {
+		ret = ccid_check_secure(tx, x->tx_len, dev->desc.pin_support,
+					&why);
+		if (ret) {
+			ccid_bad_arg(dev, why);
+			return ret;
+		}
+		cmd->timeout_ms = ccid_secure_timeout(tx, x->tx_len,
+						      x->timeout_ms);
+	}
+
+	cmd->rx_size = min_t(size_t, x->rx_size,
+			     dev->buf_len - CCID_HDR_SIZE);
+	cmd->rx = kvmalloc(max_t(size_t, cmd->rx_size, 1), GFP_KERNEL);
+	return cmd->rx ? 0 : -ENOMEM;
+}
+
+/* The answer of an XfrBlock, Secure or Escape, back to the user */
+static int ccid_xfer_answer(const struct ccid_cmd *cmd, struct ccid_xfer *x)
+{
+	int ret = ccid_rsp_errno(&cmd->rsp);
+
+	x->status = cmd->rsp.status;
+	x->error = cmd->rsp.error;
+	x->chain = cmd->rsp.param;
+	x->rx_len = cmd->rsp.len;
+	if (cmd->rsp.len > x->rx_size)
+		return ret ?: -EOVERFLOW;
+	if (copy_to_user(u64_to_user_ptr(x->rx_buf), cmd->rx, cmd->rsp.len))
+		return -EFAULT;
+	return ret;
 }
 
 static long ccid_ioctl_xfer(struct ccid_file *f, unsigned int ioc,
@@ -256,98 +322,53 @@ static long ccid_ioctl_xfer(struct ccid_file *f, unsigned int ioc,
 	struct ccid_dev *dev = f->dev;
 	struct ccid_cmd cmd = { };
 	struct ccid_xfer x;
-	const char *why;
 	int ret;
 
 	if (copy_from_user(&x, argp, sizeof(x)))
 		return -EFAULT;
-	ret = ccid_check_xfer(dev, ioc, &x);
-	if (ret)
-		return ret;
-
-	switch (ioc) {
-	case CCID_IOC_XFR_BLOCK:
-		cmd.type = CCID_PC_XFR_BLOCK;
-		break;
-	case CCID_IOC_SECURE:
-		cmd.type = CCID_PC_SECURE;
-		break;
-	default:
-		cmd.type = CCID_PC_ESCAPE;
-		break;
+	ret = ccid_check_xfer(dev, ioc, &x) ?: ccid_xfer_cmd(dev, ioc, &x, &cmd);
+	if (!ret)
+		ret = ccid_run(f, &cmd, ioc == CCID_IOC_ESCAPE ? 0 : CCID_RUN_CARD);
+	if (!ret) {
+		ret = ccid_xfer_answer(&cmd, &x);
+		if (ret != -EFAULT && copy_to_user(argp, &x, sizeof(x)))
+			ret = -EFAULT;
 	}
-	cmd.slot = x.slot;
-	cmd.len = x.tx_len;
-	cmd.p[0] = x.bwi;
-	cmd.p[1] = x.level & 0xff;
-	cmd.p[2] = x.level >> 8;
-	cmd.timeout_ms = ccid_timeout(x.timeout_ms, CCID_TIMEOUT_XFR_MS);
+	kvfree(cmd.tx);
+	kvfree(cmd.rx);
+	return ret;
+}
 
-	if (ioc == CCID_IOC_SECURE &&
-	    (dev->quirks & CCID_QUIRK_BROKEN_SECURE)) {
-		ccid_bad_arg(dev, "Secure disabled by the broken_secure quirk");
-		return -EOPNOTSUPP;
-	}
-
-	ret = ccid_lock(dev);
-	if (ret)
-		return ret;
-	if (ioc != CCID_IOC_ESCAPE) {
-		ret = ccid_check_gen(f, x.slot);
-		if (ret)
-			goto unlock;
-	}
-
-	if (copy_from_user(dev->out_buf + CCID_HDR_SIZE,
-			   u64_to_user_ptr(x.tx_buf), x.tx_len)) {
-		ret = -EFAULT;
-		goto unlock;
-	}
-	if (cmd.type == CCID_PC_SECURE) {
-		const u8 *blk = dev->out_buf + CCID_HDR_SIZE;
-
-		ret = ccid_check_secure(blk, x.tx_len, dev->desc.pin_support,
-					&why);
-		if (ret) {
-			ccid_bad_arg(dev, why);
-			goto unlock;
+/* The command of a GET, SET or RESET_PARAMS */
+static int ccid_params_cmd(struct ccid_dev *dev, unsigned int ioc,
+			   const struct ccid_params *pr, struct ccid_cmd *cmd)
+{
+	cmd->hdr.type = CCID_PC_GET_PARAMS;
+	if (ioc == CCID_IOC_SET_PARAMS) {
+		/* abProtocolDataStructure: 5 bytes for T=0, 7 for T=1 */
+		if ((pr->protocol == 0 && pr->len != 5) ||
+		    (pr->protocol == 1 && pr->len != 7) || pr->protocol > 1) {
+			ccid_bad_arg(dev, "bad protocol data structure");
+			return -EINVAL;
 		}
-		cmd.timeout_ms = ccid_secure_timeout(blk, x.tx_len,
-						     x.timeout_ms);
+		cmd->hdr.type = CCID_PC_SET_PARAMS;
+		cmd->hdr.p[0] = pr->protocol;
+		cmd->hdr.len = pr->len;
+		cmd->tx = pr->data;
+	} else if (ioc == CCID_IOC_RESET_PARAMS) {
+		cmd->hdr.type = CCID_PC_RESET_PARAMS;
 	}
-
-	ret = ccid_transact(dev, &cmd);
-	if (ret)
-		goto unlock;
-
-	x.status = cmd.rsp.status;
-	x.error = cmd.rsp.error;
-	x.chain = cmd.rsp.param;
-	x.rx_len = cmd.rsp.len;
-	ret = ccid_rsp_errno(&cmd.rsp);
-	if (cmd.rsp.len > x.rx_size) {
-		ret = ret ?: -EOVERFLOW;
-	} else if (copy_to_user(u64_to_user_ptr(x.rx_buf), cmd.data,
-				cmd.rsp.len)) {
-		ret = -EFAULT;
-		goto unlock;
-	}
-	mutex_unlock(&dev->io_mutex);
-
-	if (copy_to_user(argp, &x, sizeof(x)))
-		return -EFAULT;
-	return ret;
-
-unlock:
-	mutex_unlock(&dev->io_mutex);
-	return ret;
+	cmd->hdr.slot = pr->slot;
+	cmd->timeout_ms = ccid_timeout(pr->timeout_ms, CCID_TIMEOUT_CTRL_MS);
+	return 0;
 }
 
 static long ccid_ioctl_params(struct ccid_file *f, unsigned int ioc,
 			      void __user *argp)
 {
 	struct ccid_dev *dev = f->dev;
-	struct ccid_cmd cmd = { .type = CCID_PC_GET_PARAMS };
+	u8 data[CCID_MAX_PARAMS_SIZE];
+	struct ccid_cmd cmd = { };
 	struct ccid_params pr;
 	int ret;
 
@@ -355,35 +376,16 @@ static long ccid_ioctl_params(struct ccid_file *f, unsigned int ioc,
 		return -EFAULT;
 	ret = ccid_check_slot(dev, pr.slot) ?:
 	      ccid_check_reserved(dev, &pr.reserved0, sizeof(pr.reserved0)) ?:
-	      ccid_check_reserved(dev, pr.reserved, sizeof(pr.reserved));
+	      ccid_check_reserved(dev, pr.reserved, sizeof(pr.reserved)) ?:
+	      ccid_params_cmd(dev, ioc, &pr, &cmd);
 	if (ret)
 		return ret;
 
-	if (ioc == CCID_IOC_SET_PARAMS) {
-		/* abProtocolDataStructure: 5 bytes for T=0, 7 for T=1 */
-		if ((pr.protocol == 0 && pr.len != 5) ||
-		    (pr.protocol == 1 && pr.len != 7) || pr.protocol > 1) {
-			ccid_bad_arg(dev, "bad protocol data structure");
-			return -EINVAL;
-		}
-		cmd.type = CCID_PC_SET_PARAMS;
-		cmd.p[0] = pr.protocol;
-		cmd.len = pr.len;
-	} else if (ioc == CCID_IOC_RESET_PARAMS) {
-		cmd.type = CCID_PC_RESET_PARAMS;
-	}
-	cmd.slot = pr.slot;
-	cmd.timeout_ms = ccid_timeout(pr.timeout_ms, CCID_TIMEOUT_CTRL_MS);
-
-	ret = ccid_lock(dev);
+	cmd.rx = data;
+	cmd.rx_size = sizeof(data);
+	ret = ccid_run(f, &cmd, CCID_RUN_CARD);
 	if (ret)
 		return ret;
-	memcpy(dev->out_buf + CCID_HDR_SIZE, pr.data, cmd.len);
-	ret = ccid_check_gen(f, pr.slot) ?: ccid_transact(dev, &cmd);
-	if (ret) {
-		mutex_unlock(&dev->io_mutex);
-		return ret;
-	}
 
 	pr.status = cmd.rsp.status;
 	pr.error = cmd.rsp.error;
@@ -392,14 +394,12 @@ static long ccid_ioctl_params(struct ccid_file *f, unsigned int ioc,
 	memset(pr.data, 0, sizeof(pr.data));
 	ret = ccid_rsp_errno(&cmd.rsp);
 	if (cmd.rsp.len > sizeof(pr.data)) {
-		ret = ccid_bad_answer(dev, pr.slot,
-				      "protocol data structure too long");
+		ret = ret ?: ccid_bad_answer(dev, pr.slot,
+					     "protocol data structure too long");
 	} else {
 		pr.len = cmd.rsp.len;
-		memcpy(pr.data, cmd.data, cmd.rsp.len);
+		memcpy(pr.data, data, cmd.rsp.len);
 	}
-	mutex_unlock(&dev->io_mutex);
-
 	if (copy_to_user(argp, &pr, sizeof(pr)))
 		return -EFAULT;
 	return ret;
@@ -416,7 +416,7 @@ static long ccid_ioctl_abort(struct ccid_dev *dev, void __user *argp)
 	      ccid_check_reserved(dev, a.reserved, sizeof(a.reserved));
 	if (ret)
 		return ret;
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+	if (ccid_io_state(dev) == -ENODEV)
 		return -ENODEV;
 	/* An idle slot has nothing to abort. */
 	ccid_cancel(dev, a.slot);
@@ -446,15 +446,19 @@ static long ccid_ioctl_slot_events(struct ccid_file *f, void __user *argp)
 	memset(&ev, 0, sizeof(ev));
 	ev.flags = flags;
 	spin_lock_irq(&dev->lock);
-	ev.present = dev->present;
-	ev.known = dev->known;
 	for (i = 0; i <= dev->desc.max_slot_index; i++) {
-		ev.changes[i] = dev->changes[i];
-		ev.generation[i] = dev->gen[i];
-		if (f->acked_gen[i] != dev->gen[i])
+		const struct ccid_slot *s = &dev->slots[i];
+
+		if (s->present)
+			ev.present |= BIT(i);
+		if (s->known)
+			ev.known |= BIT(i);
+		ev.changes[i] = s->changes;
+		ev.generation[i] = s->gen;
+		if (f->acked_gen[i] != s->gen)
 			ev.reset_pending |= BIT(i);
 		if (ev.flags & CCID_EVENTS_ACK_RESET)
-			f->acked_gen[i] = dev->gen[i];
+			f->acked_gen[i] = s->gen;
 	}
 	f->seen_event_seq = dev->event_seq;
 	spin_unlock_irq(&dev->lock);
@@ -465,14 +469,37 @@ static long ccid_ioctl_slot_events(struct ccid_file *f, void __user *argp)
 	return 0;
 }
 
+/*
+ * The ioctls that change the card's or the reader's state, or disturb
+ * another user's command: they need a file opened for writing
+ */
+static bool ccid_ioctl_needs_write(unsigned int ioc)
+{
+	switch (ioc) {
+	case CCID_IOC_POWER_ON:
+	case CCID_IOC_POWER_OFF:
+	case CCID_IOC_XFR_BLOCK:
+	case CCID_IOC_SECURE:
+	case CCID_IOC_ESCAPE:
+	case CCID_IOC_SET_PARAMS:
+	case CCID_IOC_RESET_PARAMS:
+	case CCID_IOC_ABORT:
+		return true;
+	default:
+		return false;
+	}
+}
+
 long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
 {
 	struct ccid_file *f = file->private_data;
 	struct ccid_dev *dev = f->dev;
 	void __user *argp = (void __user *)arg;
 
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
+	if (ccid_io_state(dev) == -ENODEV)
 		return -ENODEV;
+	if (!(file->f_mode & FMODE_WRITE) && ccid_ioctl_needs_write(ioc))
+		return -EBADF;
 
 	switch (ioc) {
 	case CCID_IOC_GET_INFO:
@@ -480,10 +507,9 @@ long ccid_ioctl(struct file *file, unsigned int ioc, unsigned long arg)
 	case CCID_IOC_POWER_ON:
 		return ccid_ioctl_power_on(f, argp);
 	case CCID_IOC_POWER_OFF:
-		return ccid_ioctl_slot_status(dev, CCID_PC_POWER_OFF, argp);
+		return ccid_ioctl_slot_status(f, CCID_PC_POWER_OFF, argp);
 	case CCID_IOC_SLOT_STATUS:
-		return ccid_ioctl_slot_status(dev, CCID_PC_GET_SLOT_STATUS,
-					      argp);
+		return ccid_ioctl_slot_status(f, CCID_PC_GET_SLOT_STATUS, argp);
 	case CCID_IOC_XFR_BLOCK:
 	case CCID_IOC_SECURE:
 	case CCID_IOC_ESCAPE:

@@ -2,12 +2,18 @@
 /*
  * USB CCID smart-card reader driver: the wire engine.
  *
- * One command is on the wire at a time, under io_mutex.  It is sent on
- * bulk-OUT, then bulk-IN is read until the frame carrying the command's
- * bSeq and bSlot arrives.  Older answers are dropped, time extensions
- * stretch the wait up to a ceiling, and a command that is given up
- * (timeout, signal or CCID_IOC_ABORT) is aborted in the reader with the
- * CCID Abort procedure before the caller gets its errno.
+ * One command is on the wire at a time, under io_mutex.  It is framed
+ * (ccid_frame_cmd() checks its length), sent on bulk-OUT with no
+ * zero-length packet (the reader knows the end from dwLength), then
+ * bulk-IN is read until the frame carrying the command's bSeq and bSlot
+ * arrives.  Older answers are dropped, time extensions stretch the wait
+ * up to a ceiling.
+ *
+ * What can go wrong is first classified (struct ccid_failure), then
+ * recovered from in one place, ccid_recover(), before the caller gets its
+ * errno.  A recovery is proven only by a correctly sequenced answer to a
+ * later command on the path that failed; until then each slot remembers
+ * where its next recovery starts on the ladder.
  */
 
 #include <linux/jiffies.h>
@@ -16,6 +22,36 @@
 #include <linux/slab.h>
 
 #include "ccid.h"
+
+/* What went wrong with a command */
+enum ccid_fault {
+	CCID_FAULT_NONE,
+	CCID_FAULT_CANCELLED,	/* a signal or CCID_IOC_ABORT */
+	CCID_FAULT_OUT_TIMEOUT,	/* the reader did not take the command */
+	CCID_FAULT_TIMEOUT,	/* no answer in time */
+	CCID_FAULT_STALL,	/* a bulk endpoint halted */
+	CCID_FAULT_GARBLED,	/* an answer the driver cannot use */
+	CCID_FAULT_LAG,		/* an answer with an abandoned command's bSeq */
+	CCID_FAULT_USB,		/* another URB error */
+	CCID_FAULT_STATE,	/* unplugged, or a reset or suspend ended it */
+};
+
+/**
+ * struct ccid_failure - a classified failure of one command
+ * @fault: what went wrong
+ * @err: the errno the caller gets once the reader is recovered
+ * @why: for the log
+ * @pipe: CCID_FAULT_STALL: the halted pipe
+ */
+struct ccid_failure {
+	enum ccid_fault fault;
+	int err;
+	const char *why;
+	unsigned int pipe;
+};
+
+/* Internal: a driver's own command saw an answer with an abandoned bSeq */
+#define CCID_OUT_OF_STEP	(-EILSEQ)
 
 static void ccid_urb_complete(struct urb *urb)
 {
@@ -79,6 +115,12 @@ static int ccid_wait_urb(struct ccid_dev *dev, struct urb *urb, int bit,
 	return -ETIMEDOUT;
 }
 
+/*
+ * Send the message of @len bytes in out_buf.  No zero-length packet
+ * follows a message of whole packets, as with libccid and GnuPG: readers
+ * know the end of a message from dwLength, and some (QEMU's) stall the
+ * ZLP.  The quirk 'z' is for a reader that needs one.
+ */
 static int ccid_send(struct ccid_dev *dev, size_t len)
 {
 	struct urb *urb = dev->out_urb;
@@ -86,7 +128,9 @@ static int ccid_send(struct ccid_dev *dev, size_t len)
 
 	usb_fill_bulk_urb(urb, dev->udev, dev->out_pipe, dev->out_buf, len,
 			  ccid_urb_complete, dev);
-	urb->transfer_flags = len % dev->out_maxp ? 0 : URB_ZERO_PACKET;
+	urb->transfer_flags = 0;
+	if ((dev->quirks & CCID_QUIRK_OUT_ZLP) && !(len % dev->out_maxp))
+		urb->transfer_flags = URB_ZERO_PACKET;
 	clear_bit(CCID_FLAG_OUT_DONE, &dev->flags);
 	ret = usb_submit_urb(urb, GFP_KERNEL);
 	if (ret)
@@ -98,30 +142,34 @@ static int ccid_send(struct ccid_dev *dev, size_t len)
 	return ret;
 }
 
-static int ccid_recv(struct ccid_dev *dev, unsigned long timeout,
+/*
+ * Read one bulk-IN frame before @end (jiffies).  A zero-length packet is
+ * not a frame: it ends a transfer that filled the URB exactly, and the
+ * read goes on.
+ */
+static int ccid_recv(struct ccid_dev *dev, unsigned long end,
 		     bool interruptible, size_t *actual)
 {
 	struct urb *urb = dev->in_urb;
+	unsigned long now;
 	int ret;
 
-	usb_fill_bulk_urb(urb, dev->udev, dev->in_pipe, dev->in_buf,
-			  dev->in_len, ccid_urb_complete, dev);
-	clear_bit(CCID_FLAG_IN_DONE, &dev->flags);
-	ret = usb_submit_urb(urb, GFP_KERNEL);
-	if (ret)
-		return ret;
-	ret = ccid_wait_urb(dev, urb, CCID_FLAG_IN_DONE, timeout,
-			    interruptible);
-	*actual = urb->actual_length;
-	return ret;
-}
-
-/* Commands the driver sends on its own stay off the user's slot state */
-static bool ccid_io_blocked(struct ccid_dev *dev)
-{
-	return test_bit(CCID_FLAG_GONE, &dev->flags) ||
-	       test_bit(CCID_FLAG_RESETTING, &dev->flags) ||
-	       test_bit(CCID_FLAG_SUSPENDED, &dev->flags);
+	for (;;) {
+		now = jiffies;
+		if (time_after_eq(now, end))
+			return -ETIMEDOUT;
+		usb_fill_bulk_urb(urb, dev->udev, dev->in_pipe, dev->in_buf,
+				  dev->in_len, ccid_urb_complete, dev);
+		clear_bit(CCID_FLAG_IN_DONE, &dev->flags);
+		ret = usb_submit_urb(urb, GFP_KERNEL);
+		if (ret)
+			return ret;
+		ret = ccid_wait_urb(dev, urb, CCID_FLAG_IN_DONE, end - now,
+				    interruptible);
+		*actual = urb->actual_length;
+		if (ret || *actual)
+			return ret;
+	}
 }
 
 /*
@@ -132,6 +180,9 @@ static bool ccid_io_blocked(struct ccid_dev *dev)
  * the answer: the reader is alive, which is all the driver's own commands
  * ask (QEMU 7.2 answers ResetParameters with a bad dwLength).  The Abort
  * cannot take that: it shares its bSeq with the command it aborts.
+ *
+ * Return: 0, CCID_OUT_OF_STEP when a frame carries the bSeq of another
+ * abandoned command, or a negative errno.
  */
 static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 			  bool any_frame)
@@ -141,9 +192,10 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 	const char *why;
 	size_t actual;
 	int i, ret;
+	u8 got;
 
 	for (i = 0; i < CCID_MAX_STALE; i++) {
-		ret = ccid_recv(dev, step, false, &actual);
+		ret = ccid_recv(dev, jiffies + step, false, &actual);
 		if (ret)
 			return ret;
 		if (actual <= dev->buf_len &&
@@ -152,9 +204,12 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 			ccid_note_presence(dev, slot, rsp.status);
 			return 0;
 		}
-		if (any_frame && actual >= CCID_HDR_SIZE &&
-		    dev->in_buf[CCID_OFF_SLOT] == slot &&
-		    dev->in_buf[CCID_OFF_SEQ] == seq)
+		if (actual < CCID_HDR_SIZE)
+			continue;
+		got = dev->in_buf[CCID_OFF_SEQ];
+		if (got != seq && test_bit(got, dev->abandoned))
+			return CCID_OUT_OF_STEP;
+		if (any_frame && got == seq && dev->in_buf[CCID_OFF_SLOT] == slot)
 			return 0;
 	}
 	return -EPROTO;
@@ -163,13 +218,17 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 /* A header-only command of the driver's own, e.g. IccPowerOff */
 static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
 {
+	struct ccid_cmd_hdr hdr = { .type = type, .slot = slot };
 	u8 seq = dev->seq++;
 	int ret;
 
-	if (ccid_io_blocked(dev))
-		return -ENODEV;
-	ccid_build_hdr(dev->out_buf, type, 0, slot, seq, 0, 0, 0);
-	ret = ccid_send(dev, CCID_HDR_SIZE);
+	ret = ccid_io_state(dev);
+	if (ret)
+		return ret;
+	clear_bit(seq, dev->abandoned);
+	ret = ccid_frame_cmd(dev->out_buf, dev->buf_len, &hdr, seq, NULL);
+	if (ret > 0)
+		ret = ccid_send(dev, ret);
 	return ret ?: ccid_drain_for(dev, type, slot, seq, true);
 }
 
@@ -184,10 +243,12 @@ static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
  */
 static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 {
+	struct ccid_cmd_hdr hdr = { .type = CCID_PC_ABORT, .slot = slot };
 	int ret;
 
-	if (ccid_io_blocked(dev))
-		return -ENODEV;
+	ret = ccid_io_state(dev);
+	if (ret)
+		return ret;
 
 	atomic_inc(&dev->stats.aborts);
 
@@ -198,19 +259,41 @@ static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 			seq << 8 | slot, dev->ifnum, NULL, 0,
 			CCID_ABORT_STEP_MS);
 
-	ccid_build_hdr(dev->out_buf, CCID_PC_ABORT, 0, slot, seq, 0, 0, 0);
-	ret = ccid_send(dev, CCID_HDR_SIZE);
-	if (!ret)
-		ret = ccid_drain_for(dev, CCID_PC_ABORT, slot, seq, false);
-	if (ret && test_bit(CCID_FLAG_GONE, &dev->flags))
-		return -ENODEV;
+	ret = ccid_frame_cmd(dev->out_buf, dev->buf_len, &hdr, seq, NULL);
+	if (ret > 0)
+		ret = ccid_send(dev, ret);
+	return ret ?: ccid_drain_for(dev, CCID_PC_ABORT, slot, seq, false);
+}
+
+/*
+ * After a timeout or a garbled answer the card's state is unknown: power
+ * the slot off and reset its parameters.  Any answer will do, failed or
+ * garbled: the reader is alive on its control path.
+ */
+static int ccid_power_off_slot(struct ccid_dev *dev, u8 slot)
+{
+	const char *what = "power off";
+	int ret;
+
+	ret = ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot);
+	if (!ret) {
+		what = "parameter reset";
+		ret = ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+	}
+	if (ret && ret != CCID_OUT_OF_STEP && !ccid_io_state(dev))
+		dev_warn_ratelimited(&dev->intf->dev,
+				     "slot %u: abort answered, but not a %s (%d)\n",
+				     slot, what, ret);
 	return ret;
 }
 
 /*
- * Last resort: reset the device.  pre_reset and post_reset see
- * self_reset and leave io_mutex, which this task holds, alone; post_reset
- * starts a new generation on every slot.
+ * The last step of the ladder: reset the device.  pre_reset and
+ * post_reset see self_reset and leave io_mutex, which this task holds,
+ * alone; post_reset starts a new generation on every slot and forgets
+ * every abandoned bSeq, since the reader's queues are empty again.
+ *
+ * Return: 0 when the reader answers a GetSlotStatus after the reset.
  */
 static int ccid_usb_reset(struct ccid_dev *dev)
 {
@@ -222,134 +305,214 @@ static int ccid_usb_reset(struct ccid_dev *dev)
 
 	ret = usb_lock_device_for_reset(dev->udev, dev->intf);
 	if (ret)
-		return ret;
+		return ccid_io_state(dev) ?: ret;
 	dev->self_reset = true;
 	ret = usb_reset_device(dev->udev);
 	dev->self_reset = false;
 	usb_unlock_device(dev->udev);
 	if (ret)
-		return ret;
+		return ccid_io_state(dev) ?: ret;
 
-	/* Does it answer now? */
-	return ccid_simple_cmd(dev, CCID_PC_GET_SLOT_STATUS, 0);
-}
-
-/* The last step of the ladder; the USB reset starts every slot anew */
-static int ccid_recover_by_reset(struct ccid_dev *dev, int reason)
-{
-	int ret;
-
-	dev->abort_only = 0;
-	ret = ccid_usb_reset(dev);
-
-	if (ret == -ENODEV || test_bit(CCID_FLAG_GONE, &dev->flags))
-		return -ENODEV;
-	if (ret)
+	ret = ccid_simple_cmd(dev, CCID_PC_GET_SLOT_STATUS, 0);
+	if (ret && !ccid_io_state(dev))
 		dev_err_ratelimited(&dev->intf->dev,
 				    "reader still dead after a reset: %d\n", ret);
-	return reason;
+	return ret;
+}
+
+static void ccid_note_out_of_step(struct ccid_dev *dev, u8 slot)
+{
+	atomic_inc(&dev->stats.out_of_step);
+	dev_warn_ratelimited(&dev->intf->dev,
+			     "slot %u: reader is out of step (it answers with the bSeq of a command given up on): resetting it\n",
+			     slot);
+}
+
+/* One step of the ladder; 0 when the reader confirmed it */
+static int ccid_run_step(struct ccid_dev *dev, u8 slot, u8 seq,
+			 enum ccid_step step)
+{
+	switch (step) {
+	case CCID_STEP_ABORT:
+		return ccid_abort_cmd(dev, slot, seq);
+	case CCID_STEP_CLEAR_HALT:
+		atomic_inc(&dev->stats.clear_halts);
+		usb_clear_halt(dev->udev, dev->in_pipe);
+		usb_clear_halt(dev->udev, dev->out_pipe);
+		return ccid_abort_cmd(dev, slot, seq);
+	default:
+		return ccid_usb_reset(dev);
+	}
 }
 
 /*
- * The command with @seq on @slot went wrong (@reason).  Walk the ladder
- * and stop at the first step that brings the reader back:
+ * Climb the ladder from @step for the command with @seq on @slot, and
+ * stop at the first step that brings the reader back; with @card_lost,
+ * a step below the reset is taken only when the slot's power off and
+ * parameter reset are answered too.  An answer carrying the bSeq of an
+ * abandoned command goes straight to the reset: an Abort cannot realign
+ * a reader's own queue.
  *
- *  1. the CCID Abort procedure;
- *  2. clear halt on both bulk endpoints, then the Abort again;
- *  3. usb_reset_device().
- *
- * After a timeout or a garbled answer the card's state is unknown: the
- * slot is powered off, its parameters are reset and it starts a new
- * generation; a reader that answers the Abort but not those two, twice
- * in a row with no answer to a command in between, is reset as in step
- * 3.  A command that was only interrupted or cancelled and whose Abort
- * worked leaves the slot as it is.
- *
- * Return: @reason, or -ENODEV when the reader went away meanwhile.
+ * Return: the step that brought the reader back (CCID_STEP_RESET also
+ * when it did not), -ENODEV when it was unplugged meanwhile, -EIO when a
+ * reset or a suspend from elsewhere took over.
  */
-static int ccid_recover(struct ccid_dev *dev, u8 slot, u8 seq, int reason)
+static int ccid_climb_ladder(struct ccid_dev *dev, u8 slot, u8 seq,
+			     enum ccid_step step, bool card_lost)
 {
-	bool card_lost = reason != -EINTR && reason != -ECANCELED;
-	struct device *d = &dev->intf->dev;
-	int ret;
+	bool aborted;
+	int ret, state;
 
-	ret = ccid_abort_cmd(dev, slot, seq);
-	if (ret && ret != -ENODEV) {
-		atomic_inc(&dev->stats.clear_halts);
-		dev_warn_ratelimited(d, "slot %u: abort failed (%d), clearing halts\n",
-				     slot, ret);
-		usb_clear_halt(dev->udev, dev->in_pipe);
-		usb_clear_halt(dev->udev, dev->out_pipe);
-		ret = ccid_abort_cmd(dev, slot, seq);
-	}
-	if (ret == -ENODEV)
-		return -ENODEV;
-	if (ret)
-		return ccid_recover_by_reset(dev, reason);
-
-	if (card_lost) {
-		const char *what = "power off";
-
-		/* Any answer will do, failed or garbled: the reader is alive */
-		ret = ccid_simple_cmd(dev, CCID_PC_POWER_OFF, slot);
-		if (!ret) {
-			what = "parameter reset";
-			ret = ccid_simple_cmd(dev, CCID_PC_RESET_PARAMS, slot);
+	if (step == CCID_STEP_CLEAR_HALT)
+		dev_warn_ratelimited(&dev->intf->dev,
+				     "slot %u: the last recovery did not hold: clearing halts\n",
+				     slot);
+	for (;; step++) {
+		ret = ccid_run_step(dev, slot, seq, step);
+		aborted = !ret;
+		if (aborted && card_lost && step != CCID_STEP_RESET)
+			ret = ccid_power_off_slot(dev, slot);
+		state = ccid_io_state(dev);
+		if (state)
+			return state;
+		if (!ret || step == CCID_STEP_RESET)
+			return step;
+		if (ret == CCID_OUT_OF_STEP) {
+			ccid_note_out_of_step(dev, slot);
+			step = CCID_STEP_RESET - 1;
+		} else if (step == CCID_STEP_ABORT && !aborted) {
+			dev_warn_ratelimited(&dev->intf->dev,
+					     "slot %u: abort failed (%d), clearing halts\n",
+					     slot, ret);
 		}
-		if (ret == -ENODEV)
-			return -ENODEV;
-		if (ret) {
-			dev_warn_ratelimited(d, "slot %u: abort answered, but not a %s (%d)\n",
-					     slot, what, ret);
-			/*
-			 * Once may be a reader still busy with the card (QEMU's
-			 * is): the new generation makes every user power the
-			 * card on again.  Twice in a row, the reader answers
-			 * nothing but Aborts: only a reset brings it back.
-			 */
-			if (++dev->abort_only >= CCID_MAX_ABORT_ONLY)
-				return ccid_recover_by_reset(dev, reason);
-		} else {
-			dev->abort_only = 0;
-		}
-		ccid_reset_slots(dev, BIT(slot));
 	}
-	return reason;
 }
 
-/* A URB came back with an error: what the caller should see */
-static int ccid_usb_error(struct ccid_dev *dev, const struct ccid_cmd *cmd,
-			  u8 seq, unsigned int pipe, int err)
+/* Count and log a failure: the one place that does */
+static void ccid_report_failure(struct ccid_dev *dev,
+				const struct ccid_cmd *cmd,
+				const struct ccid_failure *fail)
 {
 	struct device *d = &dev->intf->dev;
+	u8 slot = cmd->hdr.slot, type = cmd->hdr.type;
 
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
-		return -ENODEV;
-	if (test_bit(CCID_FLAG_RESETTING, &dev->flags) ||
-	    test_bit(CCID_FLAG_SUSPENDED, &dev->flags))
-		return -EIO;
-
-	switch (err) {
-	case -ETIMEDOUT:
+	switch (fail->fault) {
+	case CCID_FAULT_OUT_TIMEOUT:
 		atomic_inc(&dev->stats.timeouts);
 		dev_warn_ratelimited(d, "slot %u: reader does not take command 0x%02x\n",
-				     cmd->slot, cmd->type);
-		return ccid_recover(dev, cmd->slot, seq, -ETIMEDOUT);
-	case -EPIPE:
+				     slot, type);
+		break;
+	case CCID_FAULT_TIMEOUT:
+		atomic_inc(&dev->stats.timeouts);
+		dev_warn_ratelimited(d, "slot %u: command 0x%02x: %s\n",
+				     slot, type, fail->why);
+		break;
+	case CCID_FAULT_STALL:
 		atomic_inc(&dev->stats.clear_halts);
 		dev_warn_ratelimited(d, "bulk-%s endpoint stalled\n",
-				     usb_pipein(pipe) ? "IN" : "OUT");
-		usb_clear_halt(dev->udev, pipe);
-		return ccid_recover(dev, cmd->slot, seq, -EIO);
+				     usb_pipein(fail->pipe) ? "IN" : "OUT");
+		break;
+	case CCID_FAULT_GARBLED:
+		ccid_bad_answer(dev, slot, fail->why);
+		break;
+	case CCID_FAULT_LAG:
+		ccid_note_out_of_step(dev, slot);
+		break;
+	case CCID_FAULT_USB:
+		dev_warn_ratelimited(d, "slot %u: command 0x%02x: USB error %d\n",
+				     slot, type, fail->err);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * The command with @seq went wrong (@fail).  Its bSeq is abandoned: an
+ * answer that carries it from now on shows the reader out of step.  The
+ * ladder starts where the slot's memory says (a cancelled command: at the
+ * Abort; an out-of-step reader: at the reset).  After a timeout, a
+ * garbled answer or a transport error the card's state is unknown: the
+ * slot is powered off and starts a new generation, and the next failure
+ * before a proven recovery starts one step higher.
+ *
+ * Return: the errno for the caller: @fail->err, or -ENODEV or -EIO when
+ * an unplug or a reset or suspend from elsewhere took over.
+ */
+static int ccid_recover(struct ccid_dev *dev, const struct ccid_cmd *cmd,
+			u8 seq, const struct ccid_failure *fail)
+{
+	bool card_lost = fail->fault != CCID_FAULT_CANCELLED;
+	struct ccid_slot *s = &dev->slots[cmd->hdr.slot];
+	enum ccid_step step = CCID_STEP_ABORT;
+	int ret;
+
+	ccid_report_failure(dev, cmd, fail);
+	if (fail->fault == CCID_FAULT_STATE)
+		return fail->err;
+
+	set_bit(seq, dev->abandoned);
+	if (fail->fault == CCID_FAULT_STALL)
+		usb_clear_halt(dev->udev, fail->pipe);
+	if (fail->fault == CCID_FAULT_LAG)
+		step = CCID_STEP_RESET;
+	else if (card_lost)
+		step = s->ladder;
+
+	ret = ccid_climb_ladder(dev, cmd->hdr.slot, seq, step, card_lost);
+	if (ret < 0)
+		return ret;
+	if (card_lost || ret != CCID_STEP_ABORT) {
+		s->ladder = min_t(int, ret + 1, CCID_STEP_RESET);
+		s->failed_card_path = ccid_cmd_on_card_path(cmd->hdr.type);
+	}
+	/* the reset started every slot anew already */
+	if (card_lost && ret != CCID_STEP_RESET)
+		ccid_reset_slots(dev, BIT(cmd->hdr.slot));
+	return fail->err;
+}
+
+/* A URB came back with @err on @pipe: what kind of failure it is */
+static void ccid_classify_urb_error(struct ccid_dev *dev, unsigned int pipe,
+				    int err, struct ccid_failure *fail)
+{
+	int state = ccid_io_state(dev);
+
+	fail->pipe = pipe;
+	fail->err = err;
+	if (state) {
+		fail->fault = CCID_FAULT_STATE;
+		fail->err = state;
+		return;
+	}
+	switch (err) {
+	case -ETIMEDOUT:
+		fail->fault = usb_pipein(pipe) ? CCID_FAULT_TIMEOUT :
+						 CCID_FAULT_OUT_TIMEOUT;
+		fail->why = "no answer";
+		break;
+	case -EINTR:
+	case -ECANCELED:
+		fail->fault = CCID_FAULT_CANCELLED;
+		break;
+	case -EPIPE:
+		fail->fault = CCID_FAULT_STALL;
+		fail->err = -EIO;
+		break;
 	case -EOVERFLOW:
-		ccid_bad_answer(dev, cmd->slot, "more than a message");
-		return ccid_recover(dev, cmd->slot, seq, -EPROTO);
+		fail->fault = CCID_FAULT_GARBLED;
+		fail->err = -EPROTO;
+		fail->why = "more than a message";
+		break;
 	case -ENODEV:
 	case -ESHUTDOWN:
-	case -EPERM:
-		return -ENODEV;
+		fail->fault = CCID_FAULT_STATE;
+		fail->err = -ENODEV;
+		break;
 	default:
-		return usb_translate_errors(err);
+		fail->fault = CCID_FAULT_USB;
+		fail->err = usb_translate_errors(err);
+		break;
 	}
 }
 
@@ -401,75 +564,72 @@ int ccid_cancel(struct ccid_dev *dev, u8 slot)
 	return ret;
 }
 
-static int ccid_timed_out(struct ccid_dev *dev, const struct ccid_cmd *cmd,
-			  u8 seq, const char *what)
+/* The answer to @cmd arrived: keep its data */
+static void ccid_take_answer(struct ccid_dev *dev, struct ccid_cmd *cmd)
 {
-	atomic_inc(&dev->stats.timeouts);
-	dev_warn_ratelimited(&dev->intf->dev, "slot %u: command 0x%02x: %s\n",
-			     cmd->slot, cmd->type, what);
-	return ccid_recover(dev, cmd->slot, seq, -ETIMEDOUT);
+	if (cmd->rx_size)
+		memcpy(cmd->rx, dev->in_buf + CCID_HDR_SIZE,
+		       min_t(size_t, cmd->rsp.len, cmd->rx_size));
+	ccid_note_presence(dev, cmd->hdr.slot, cmd->rsp.status);
+}
+
+/* A frame that is not the answer: stale, out of step, or garbled */
+static bool ccid_frame_is_lag(struct ccid_dev *dev, const struct ccid_rsp *rsp)
+{
+	atomic_inc(&dev->stats.stale_frames);
+	dev_dbg_ratelimited(&dev->intf->dev, "dropped answer to bSeq %u\n",
+			    rsp->seq);
+	return test_bit(rsp->seq, dev->abandoned);
 }
 
 /*
  * Read bulk-IN until the answer to the command with @seq arrives.  Stale
- * answers do not extend the wait; a time extension restarts it with the
- * timeout multiplied by bError, but never past max(timeout,
+ * answers do not extend the wait, but one that carries the bSeq of an
+ * abandoned command ends it at once; a time extension restarts it with
+ * the timeout multiplied by bError, but never past max(timeout,
  * time_ext_limit) after the command was sent.
  */
-static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
-			    u8 seq)
+static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
+			     u8 seq, struct ccid_failure *fail)
 {
 	unsigned long base = msecs_to_jiffies(cmd->timeout_ms);
 	unsigned int limit_s = clamp_val(READ_ONCE(ccid_time_ext_limit), 1,
 					 CCID_TIME_EXT_LIMIT_MAX);
-	unsigned long now = jiffies, wait_end, hard_end;
+	unsigned long wait_end = jiffies + base, hard_end;
 	unsigned int stale = 0, extensions = 0;
 	enum ccid_rsp_verdict v;
-	const char *why;
 	size_t actual;
 	int ret;
 
-	wait_end = now + base;
-	hard_end = now + max(base, msecs_to_jiffies(limit_s * MSEC_PER_SEC));
-
+	hard_end = jiffies + max(base, msecs_to_jiffies(limit_s * MSEC_PER_SEC));
 	for (;;) {
-		now = jiffies;
-		if (time_after_eq(now, wait_end))
-			ret = -ETIMEDOUT;
-		else
-			ret = ccid_recv(dev, wait_end - now, true, &actual);
-		if (ret == -ETIMEDOUT)
-			return ccid_timed_out(dev, cmd, seq,
-					      extensions && wait_end == hard_end ?
-					      "time extensions past the limit" :
-					      "no answer");
-		if (ret == -EINTR || ret == -ECANCELED)
-			return ccid_recover(dev, cmd->slot, seq, ret);
-		if (ret)
-			return ccid_usb_error(dev, cmd, seq, dev->in_pipe, ret);
-
-		if (actual > dev->buf_len) {
-			why = "message longer than dwMaxCCIDMessageLength";
-			v = CCID_RSP_BAD;
-		} else {
-			v = ccid_check_rsp(dev->in_buf, actual, cmd->type,
-					   cmd->slot, seq, &cmd->rsp, &why);
+		ret = ccid_recv(dev, wait_end, true, &actual);
+		if (ret) {
+			ccid_classify_urb_error(dev, dev->in_pipe, ret, fail);
+			if (extensions && wait_end == hard_end)
+				fail->why = "time extensions past the limit";
+			return;
 		}
 
+		v = CCID_RSP_BAD;
+		fail->why = "message longer than dwMaxCCIDMessageLength";
+		if (actual <= dev->buf_len)
+			v = ccid_check_rsp(dev->in_buf, actual, cmd->hdr.type,
+					   cmd->hdr.slot, seq, &cmd->rsp,
+					   &fail->why);
 		switch (v) {
 		case CCID_RSP_MATCH:
-			dev->abort_only = 0;
-			cmd->data = dev->in_buf + CCID_HDR_SIZE;
-			ccid_note_presence(dev, cmd->slot, cmd->rsp.status);
-			return 0;
+			ccid_take_answer(dev, cmd);
+			return;
 		case CCID_RSP_STALE:
-			atomic_inc(&dev->stats.stale_frames);
-			dev_dbg_ratelimited(&dev->intf->dev,
-					    "dropped answer to bSeq %u\n",
-					    cmd->rsp.seq);
+			if (ccid_frame_is_lag(dev, &cmd->rsp)) {
+				fail->fault = CCID_FAULT_LAG;
+				fail->err = -EIO;
+				return;
+			}
 			if (++stale < CCID_MAX_STALE)
 				continue;
-			why = "too many stale answers";
+			fail->why = "too many stale answers";
 			break;
 		case CCID_RSP_TIME_EXT:
 			atomic_inc(&dev->stats.time_extensions);
@@ -484,43 +644,65 @@ static int ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 		case CCID_RSP_BAD:
 			break;
 		}
-
-		ccid_bad_answer(dev, cmd->slot, why);
-		return ccid_recover(dev, cmd->slot, seq, -EPROTO);
+		fail->fault = CCID_FAULT_GARBLED;
+		fail->err = -EPROTO;
+		return;
 	}
+}
+
+/* An answer on the path that failed proves the slot's recovery */
+static void ccid_note_answer(struct ccid_dev *dev, const struct ccid_cmd *cmd)
+{
+	struct ccid_slot *s = &dev->slots[cmd->hdr.slot];
+
+	if (s->failed_card_path == ccid_cmd_on_card_path(cmd->hdr.type))
+		s->ladder = CCID_STEP_ABORT;
 }
 
 /**
  * ccid_transact() - send one command and wait for its answer
  * @dev: the reader, with io_mutex held
- * @cmd: the command; its data is already in out_buf
+ * @cmd: the command; its data is at @cmd->tx
+ *
+ * A command that fails after it was sent may still have run in the card;
+ * it is never sent again.
  *
  * Return: 0 when the reader answered (the answer may still report a
- * failure: see ccid_rsp_errno()), or a negative errno: -ETIMEDOUT,
- * -EINTR and -ECANCELED after the command was aborted in the reader,
- * -EPROTO for a garbled answer, -ENODEV once the reader is gone.
+ * failure: see ccid_rsp_errno()), or a negative errno: -EMSGSIZE before
+ * anything was sent; after recovery, -ETIMEDOUT (no answer, or the
+ * reader did not take the command), -EPROTO (a garbled answer), -EIO (a
+ * stalled endpoint, a transport error, an out-of-step reader that was
+ * reset, or a reset or suspend from elsewhere), -EINTR and -ECANCELED
+ * (a signal, CCID_IOC_ABORT); -ENODEV only once the reader is unplugged.
  */
 int ccid_transact(struct ccid_dev *dev, struct ccid_cmd *cmd)
 {
-	u8 seq = dev->seq++;
+	struct ccid_failure fail = { .fault = CCID_FAULT_NONE };
+	u8 seq = dev->seq;
 	int ret;
 
 	lockdep_assert_held(&dev->io_mutex);
 
-	if (test_bit(CCID_FLAG_GONE, &dev->flags))
-		return -ENODEV;
-	if (test_bit(CCID_FLAG_SUSPENDED, &dev->flags))
-		return -EIO;
-
-	ccid_build_hdr(dev->out_buf, cmd->type, cmd->len, cmd->slot, seq,
-		       cmd->p[0], cmd->p[1], cmd->p[2]);
-
-	ccid_set_busy(dev, cmd->slot);
-	ret = ccid_send(dev, CCID_HDR_SIZE + cmd->len);
+	ret = ccid_io_state(dev);
 	if (ret)
-		ret = ccid_usb_error(dev, cmd, seq, dev->out_pipe, ret);
+		return ret;
+	ret = ccid_frame_cmd(dev->out_buf, dev->buf_len, &cmd->hdr, seq,
+			     cmd->tx);
+	if (ret < 0)
+		return ret;
+	dev->seq++;
+	clear_bit(seq, dev->abandoned);
+
+	ccid_set_busy(dev, cmd->hdr.slot);
+	ret = ccid_send(dev, ret);
+	if (ret)
+		ccid_classify_urb_error(dev, dev->out_pipe, ret, &fail);
 	else
-		ret = ccid_read_answer(dev, cmd, seq);
+		ccid_read_answer(dev, cmd, seq, &fail);
+	if (fail.fault == CCID_FAULT_NONE)
+		ccid_note_answer(dev, cmd);
+	else
+		ret = ccid_recover(dev, cmd, seq, &fail);
 	ccid_set_busy(dev, -1);
 	return ret;
 }

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,6 +54,7 @@
 #include <unistd.h>
 
 #include <linux/netlink.h>
+#include <linux/userfaultfd.h>
 #include <linux/usb/ccid_reader.h>
 
 /*
@@ -900,12 +902,12 @@ static void env_setup(struct __test_metadata *_metadata, struct env *e)
 
 enum {
 	C_TIMEOUTS, C_ABORTS, C_CLEAR_HALTS, C_USB_RESETS, C_STALE,
-	C_TIME_EXT, C_PROTO, C_NUM
+	C_TIME_EXT, C_PROTO, C_OUT_OF_STEP, C_NUM
 };
 
 static const char * const counter_names[C_NUM] = {
 	"timeouts", "aborts", "clear_halts", "usb_resets", "stale_frames",
-	"time_extensions", "protocol_errors",
+	"time_extensions", "protocol_errors", "out_of_step",
 };
 
 struct counters {
@@ -929,7 +931,8 @@ static void counters_read(struct env *e, struct counters *c)
 /*
  * Every counter moved by exactly @want since @before; EXPECT_DELTAS()
  * takes the deltas in the order of the enum: timeouts, aborts,
- * clear_halts, usb_resets, stale_frames, time_extensions, protocol_errors.
+ * clear_halts, usb_resets, stale_frames, time_extensions, protocol_errors,
+ * out_of_step (left out: 0).
  */
 static void expect_deltas(struct __test_metadata *_metadata, struct env *e,
 			  const struct counters *before, const long *want,
@@ -1018,6 +1021,11 @@ static short poll_now(int fd, short events)
 #define ASSERT_OK(expr) do {						\
 	int __ret = (expr);						\
 	ASSERT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
+} while (0)
+
+#define EXPECT_OK(expr) do {						\
+	int __ret = (expr);						\
+	EXPECT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
 } while (0)
 
 #define EXPECT_ERRNO(err, expr) do {					\
@@ -1562,11 +1570,10 @@ TEST_F_TIMEOUT(recovery, ladder_step1_garbled_reset_params_answer, 120)
 }
 
 /*
- * A mute reader that answers the Abort and nothing else.  The first time,
- * the unanswered IccPowerOff is logged and the slot starts a new
- * generation, as a reader still busy with its card deserves.  When the
- * next command (here the power on the new generation asks for) ends the
- * same way, the ladder resets the reader.
+ * A mute reader that answers the Abort and nothing else has not
+ * recovered: the unanswered IccPowerOff climbs the ladder within the same
+ * recovery (clear halts, the Abort again, the power off again) up to the
+ * reset, which ends the mute.
  */
 TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 {
@@ -1575,7 +1582,7 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 	struct counters c0;
 	struct ccid_xfer x;
 	uint8_t rx[64];
-	int i_ans, i_reset;
+	int i_ans, i_clr, i_ans2, i_reset;
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--mute-after", "1", "--revive-on-reset",
@@ -1584,96 +1591,95 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 	EXPECT_EVENT(e, "^muted after=1$");
 	counters_read(e, &c0);
 
-	/* 2 XfrBlock, 3 Abort (answered), 4 IccPowerOff (not) */
+	/* 2 XfrBlock, 3 Abort (answered), 4 IccPowerOff (not), clear halts,
+	 * 5 Abort (answered), 6 IccPowerOff (not), reset */
 	t0 = now_ms();
 	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_LE(XFR_T_MS, ms);
 	EXPECT_GE(LADDER_MAX_MS, ms);
 	EXPECT_EVENT(e, "^no-answer 2 reason=muted$");
-	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=0$");
+	EXPECT_EVENTS(2, e, "^abort-answered seq=1 slot=0 aborted=0$");
 	i_ans = log_find(e, 0, NULL, 0, "^abort-answered seq=1 ");
+	i_clr = log_find(e, i_ans, NULL, 0, "^clear-halt ");
+	i_ans2 = log_find(e, i_clr, NULL, 0, "^abort-answered seq=1 ");
+	i_reset = log_find(e, i_ans2, NULL, 0, "^reset$");
 	EXPECT_LT(i_ans, log_find(e, i_ans, NULL, 0,
 				  "^no-answer 4 reason=muted$"));
-	/* no ResetParameters after the unanswered IccPowerOff */
-	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x6d ");
-	EXPECT_EVENTS(0, e, "^reset$");
-	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, ABORT_ONLY_LINE, e->busre);
-	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
-	EXPECT_EQ(1, uevent_resets(e, "0x1"));
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
-
-	/* 5 IccPowerOn, 6 Abort (answered), 7 IccPowerOff (not): reset */
-	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, power_on(e->fd, &p));
-	ms = now_ms() - t0;
-	TH_LOG("second time, up to the reset: %ld ms", ms);
-	EXPECT_GE(LADDER_MAX_MS, ms);
-	EXPECT_EVENTS(1, e, "^abort-answered seq=3 slot=0 aborted=0$");
-	i_ans = log_find(e, 0, NULL, 0, "^abort-answered seq=3 ");
-	i_reset = log_find(e, i_ans, NULL, 0, "^reset$");
-	EXPECT_LT(i_ans, i_reset);
+	EXPECT_LT(i_ans, i_clr);
+	EXPECT_LT(i_clr, i_ans2);
+	EXPECT_LT(i_ans2, i_reset);
 	EXPECT_LT(i_reset, log_find(e, i_reset, NULL, 0,
 				    "^unmuted reason=reset$"));
-	EXPECT_EVENTS(0, e, "^clear-halt ");
-	EXPECT_DELTAS(e, &c0, 2, 2, 0, 1, 0, 0, 0);
+	/* no ResetParameters after an unanswered IccPowerOff */
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x6d ");
+	EXPECT_EVENTS(1, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
 	EXPECT_KMSG(2, e, ABORT_ONLY_LINE, e->busre);
 	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$", e->busre);
 	EXPECT_KMSG(0, e, DRV "reader still dead", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
+	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
 	EXPECT_KMSG_CLEAN(e);
 }
 
 /*
- * An answered power off ends a run of abort-only recoveries: a reader
- * that lost one command, answered everything after its Abort, then went
- * mute, is not reset by its next abort-only recovery.
+ * The ladder keeps its memory per slot until a real command succeeds on
+ * the path that failed.  A card command that times out though the Abort,
+ * the power off and the parameter reset were answered moves the slot's
+ * next recovery one step up; a power on (the control path) proves
+ * nothing; the third failure in a row goes straight to the reset; an
+ * answered card command brings the slot back to the Abort.
  */
-TEST_F_TIMEOUT(recovery, ladder_abort_only_run_ended_by_answer, 180)
+TEST_F_TIMEOUT(recovery, ladder_memory_climbs_until_proven, 240)
 {
 	struct env *e = &self->e;
-	struct ccid_slot_status st;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
 	uint8_t rx[64];
+	int i_cmd7, i_cmd12;
 
-	ASSERT_OK(emu_start(e, "--drop", "5", NULL));
-	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	/* 1 power on, 2 dropped, 3 Abort, 4 IccPowerOff, 5 ResetParameters */
+	ASSERT_OK(emu_start(e, "--drop", "2", "--drop", "7", "--drop", "12",
+			    "--drop", "16", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
 	counters_read(e, &c0);
-
-	/* 2 XfrBlock, 3 Abort, 4 IccPowerOff unanswered: a first one */
-	ASSERT_OK(emu_ctl(e, "mute"));
 	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
-	EXPECT_EVENT(e, "^no-answer 4 reason=muted$");
-	ASSERT_OK(emu_ctl(e, "unmute"));
+	EXPECT_EVENTS(0, e, "^clear-halt ");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
 
-	/* 5 GetSlotStatus dropped, 6 Abort, 7 and 8 answered */
-	memset(&st, 0, sizeof(st));
-	st.timeout_ms = XFR_T_MS;
-	EXPECT_ERRNO(ETIMEDOUT, do_ioctl(e->fd, CCID_IOC_SLOT_STATUS, &st));
-	EXPECT_EVENT(e, "^no-answer 5 reason=script$");
-	EXPECT_EVENT(e, "^answer 7 type=0x81 ");
-	EXPECT_EVENT(e, "^answer 8 type=0x82 ");
-
-	/* 9 GetSlotStatus, 10 Abort, 11 IccPowerOff unanswered: a first again */
-	ASSERT_OK(emu_ctl(e, "mute"));
-	EXPECT_ERRNO(ETIMEDOUT, do_ioctl(e->fd, CCID_IOC_SLOT_STATUS, &st));
-	EXPECT_EVENT(e, "^no-answer 11 reason=muted$");
+	/* 6 power on: answered, yet the card path is not proven */
+	ASSERT_OK(power_on(e->fd, &p));
+	/* 7 dropped: clear halts, 8 Abort, 9 IccPowerOff, 10 ResetParameters */
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	i_cmd7 = log_find(e, 0, NULL, 0, "^no-answer 7 ");
+	EXPECT_LT(i_cmd7, log_find(e, i_cmd7, NULL, 0, "^clear-halt "));
 	EXPECT_EVENTS(0, e, "^reset$");
-	EXPECT_DELTAS(e, &c0, 3, 3, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(2, e, ABORT_ONLY_LINE, e->busre);
-	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
-	EXPECT_EQ(3, uevent_resets(e, "0x1"));
+	EXPECT_DELTAS(e, &c0, 2, 2, 1, 0, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "slot 0: the last recovery did not hold: clearing halts$",
+		    e->busre);
 
-	ASSERT_OK(emu_ctl(e, "unmute"));
-	ASSERT_CARD_WORKS(e->fd);
+	/* 11 power on, 12 dropped: straight to the reset, no Abort */
+	ASSERT_OK(power_on(e->fd, &p));
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	i_cmd12 = log_find(e, 0, NULL, 0, "^no-answer 12 ");
+	EXPECT_LT(i_cmd12, log_find(e, i_cmd12, NULL, 0, "^reset$"));
+	EXPECT_DELTAS(e, &c0, 3, 2, 1, 1, 0, 0, 0);
+
+	/* 13 GetSlotStatus after the reset; 14 power on, 15 echo answered */
+	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	/* 16 dropped: back at the first step */
+	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_EVENT(e, "^no-answer 16 ");
+	EXPECT_EVENTS(1, e, "^reset$");
+	EXPECT_DELTAS(e, &c0, 4, 3, 1, 1, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	expect_kmsg_clean(_metadata, e, __LINE__, true);
 }
 
 /*
@@ -1844,8 +1850,8 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reset_revives, 120)
 /*
  * A reader that stays mute after the reset: the caller still gets its
  * ETIMEDOUT, the kernel says the reader is still dead, and the next
- * command runs the whole ladder again, within the same bound.  Once the
- * reader answers again, power on works.
+ * failure goes straight to the reset again: nothing proved the reader
+ * back.  Once the reader answers again, power on works.
  */
 TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 {
@@ -1884,12 +1890,12 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 	EXPECT_GE(LADDER_MAX_MS, ms);
 	EXPECT_EQ(0xff, p.status);
 	EXPECT_EVENTS(2, e, "^reset$");
-	EXPECT_DELTAS(e, &c0, 2, 4, 2, 2, 0, 0, 0);
+	EXPECT_DELTAS(e, &c0, 2, 2, 1, 2, 0, 0, 0);
 
 	ASSERT_OK(emu_ctl(e, "unmute"));
 	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
-	EXPECT_DELTAS(e, &c0, 2, 4, 2, 2, 0, 0, 0);
+	EXPECT_DELTAS(e, &c0, 2, 2, 1, 2, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
 	expect_kmsg_clean(_metadata, e, __LINE__, true);
 }
@@ -2675,6 +2681,198 @@ TEST_F_TIMEOUT(pm, autosuspend_then_open, 120)
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_TRUE(usb_runtime_status_is(e, "active", 0));
 	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 9. What one opener may do to the others (security review findings) */
+
+/*
+ * A timeout below the floor is raised to it: with 1 ms, every command of
+ * a slow card would run the ladder and reset the card for every user.
+ */
+TEST_F_TIMEOUT(recovery, timeout_floor, 60)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+
+	ASSERT_OK(emu_start(e, "--delay", "2:300", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	ASSERT_OK(xfer(e->fd, CCID_IOC_XFR_BLOCK, echo_apdu, sizeof(echo_apdu),
+		       rx, sizeof(rx), 1, &x));
+	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* A file opened read-only may look, not act */
+TEST_F_TIMEOUT(recovery, read_only_open_looks_only, 60)
+{
+	struct env *e = &self->e;
+	struct ccid_reader_info info;
+	struct ccid_slot_status st;
+	struct ccid_slot_events ev;
+	struct ccid_power_on p;
+	struct ccid_abort a;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+	int fd;
+
+	ASSERT_OK(emu_start(e, NULL));
+	fd = open(e->dev, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_OK(do_ioctl(fd, CCID_IOC_GET_INFO, &info));
+	memset(&st, 0, sizeof(st));
+	EXPECT_OK(do_ioctl(fd, CCID_IOC_SLOT_STATUS, &st));
+	EXPECT_OK(slot_events(fd, 0, &ev));
+	EXPECT_ERRNO(EBADF, power_on(fd, &p));
+	EXPECT_ERRNO(EBADF, echo(fd, rx, sizeof(rx), &x));
+	memset(&st, 0, sizeof(st));
+	EXPECT_ERRNO(EBADF, do_ioctl(fd, CCID_IOC_POWER_OFF, &st));
+	memset(&a, 0, sizeof(a));
+	EXPECT_ERRNO(EBADF, do_ioctl(fd, CCID_IOC_ABORT, &a));
+	/* an unknown ioctl is still ENOTTY */
+	EXPECT_EQ(-1, ioctl(fd, _IO(CCID_IOC_MAGIC, 0x7f)));
+	EXPECT_EQ(ENOTTY, errno);
+	close(fd);
+	/* only GET_INFO, SLOT_STATUS and SLOT_EVENTS reached the driver */
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x62 ");
+	EXPECT_EVENTS(1, e, "^cmd [0-9]+ type=0x65 ");
+	ASSERT_OK(power_on(e->fd, &p));
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Finding 1: a reader whose dwMaxCCIDMessageLength (16) holds a T=0
+ * SetParameters (15 bytes) but not a T=1 one (17): the T=1 one is refused
+ * before anything is written into the message buffer.
+ */
+TEST_F_TIMEOUT(recovery, set_params_longer_than_the_buffer, 60)
+{
+	struct env *e = &self->e;
+	struct ccid_params pr;
+	struct counters c0;
+
+	ASSERT_OK(emu_start(e, "--speed", "2", "--max-packet", "8",
+			    "--max-msg", "16", NULL));
+	counters_read(e, &c0);
+	memset(&pr, 0, sizeof(pr));
+	pr.protocol = 1;
+	pr.len = 7;
+	pr.data[0] = 0x11;
+	EXPECT_ERRNO(EMSGSIZE, do_ioctl(e->fd, CCID_IOC_SET_PARAMS, &pr));
+	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x61 ");
+
+	memset(&pr, 0, sizeof(pr));
+	pr.protocol = 0;
+	pr.len = 5;
+	pr.data[0] = 0x11;
+	EXPECT_OK(do_ioctl(e->fd, CCID_IOC_SET_PARAMS, &pr));
+	EXPECT_EVENT(e, "^cmd [0-9]+ type=0x61 slot=0 seq=[0-9]+ len=5 ");
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+struct uffd_xfer {
+	int fd;
+	void *tx;
+	int ret;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+};
+
+static void *uffd_xfer_thread(void *arg)
+{
+	struct uffd_xfer *u = arg;
+
+	u->ret = xfer(u->fd, CCID_IOC_XFR_BLOCK, u->tx, 9, u->rx,
+		      sizeof(u->rx), XFR_T_MS, &u->x);
+	return NULL;
+}
+
+static void alarm_handler(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * Finding 2: an XfrBlock whose tx buffer never faults in (a userfaultfd
+ * page nobody serves) holds no lock the reader needs.  Another opener's
+ * commands go on, and an unplug completes, while it hangs; it then ends
+ * with ENODEV once its page comes.
+ */
+TEST_F_TIMEOUT(recovery, user_page_that_never_faults_in, 120)
+{
+	struct sigaction sa = { .sa_handler = alarm_handler };
+	struct uffdio_register reg = { 0 };
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_zeropage zp = { 0 };
+	struct env *e = &self->e;
+	struct uffd_msg msg;
+	struct ccid_power_on p;
+	struct uffd_xfer u = { 0 };
+	struct ccid_xfer x;
+	struct pollfd pfd;
+	uint8_t rx[64];
+	pthread_t thr;
+	long page = sysconf(_SC_PAGESIZE);
+	int uffd, fd2, ret;
+
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	u.tx = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, u.tx);
+	reg.range.start = (uintptr_t)u.tx;
+	reg.range.len = page;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	ASSERT_OK(emu_start(e, NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	fd2 = open(e->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd2);
+	u.fd = e->fd;
+	u.ret = 1;	/* still in the ioctl */
+	ASSERT_EQ(0, pthread_create(&thr, NULL, uffd_xfer_thread, &u));
+
+	/* the thread is inside the ioctl, faulting on its tx buffer */
+	pfd.fd = uffd;
+	pfd.events = POLLIN;
+	ASSERT_EQ(1, poll(&pfd, 1, 10000));
+	ASSERT_EQ((ssize_t)sizeof(msg), read(uffd, &msg, sizeof(msg)));
+	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, msg.event);
+
+	/* another opener's command is not held up (a hang is cut short) */
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(20);
+	ret = echo(fd2, rx, sizeof(rx), &x);
+	alarm(0);
+	EXPECT_OK(ret);
+	EXPECT_EQ(1, u.ret);
+
+	/* nor is an unplug */
+	ASSERT_OK(emu_ctl_nowait(e, "disconnect"));
+	EXPECT_TRUE(node_gone(e, 20000));
+
+	zp.range.start = (uintptr_t)u.tx;
+	zp.range.len = page;
+	EXPECT_EQ(0, ioctl(uffd, UFFDIO_ZEROPAGE, &zp));
+	pthread_join(thr, NULL);
+	EXPECT_EQ(-ENODEV, u.ret);
+	close(fd2);
+	close(uffd);
+	munmap(u.tx, page);
+	emu_stop(e);
 	EXPECT_KMSG_CLEAN(e);
 }
 
