@@ -430,6 +430,25 @@ static int answer_room(struct ctx *c, size_t *room)
 }
 
 /* XfrBlock, Secure or Escape; *@rx_len is the answer length */
+/* The driver disabled Secure on this reader: its quirks attribute says */
+static bool secure_quirked(const struct ctx *c)
+{
+	const char *node = strrchr(c->path, '/');
+	char path[PATH_MAX + 64], buf[128];
+	bool ret = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/class/usbmisc/%s/device/quirks",
+		 node ? node + 1 : c->path);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f))
+		ret = strstr(buf, "broken_secure");
+	fclose(f);
+	return ret;
+}
+
 static int xfer(struct ctx *c, unsigned long req, const uint8_t *tx,
 		size_t tx_len, uint8_t *rx, size_t rx_size, size_t *rx_len)
 {
@@ -452,6 +471,8 @@ static int xfer(struct ctx *c, unsigned long req, const uint8_t *tx,
 	err = errno;
 	w.status = x.status;
 	w.error = x.error;
+	if (req == CCID_IOC_SECURE && err == EOPNOTSUPP && secure_quirked(c))
+		return fail_with(c, err, "Secure is disabled for this reader's firmware by the broken_secure quirk (see the kernel log; the ccid.quirks module parameter overrides it)");
 	if (err != EOVERFLOW)
 		return fail(c, err, &w);
 	snprintf(text, sizeof(text), "%s (%u bytes needed, room for %zu)",
@@ -719,6 +740,14 @@ static int apdu_option(struct ctx *c, void *priv, int opt, const char *arg)
 	return 0;
 }
 
+/* An answer without SW1 SW2 is not a response APDU: never a success */
+static int no_status_word(const struct ctx *c, size_t len)
+{
+	fprintf(stderr, "ccidctl: %s: the answer has no status word (%zu byte%s): the card did not answer\n",
+		c->cmd, len, len == 1 ? "" : "s");
+	return EXIT_FAILURE;
+}
+
 static int cmd_apdu(struct ctx *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -759,6 +788,8 @@ static int cmd_apdu(struct ctx *c, int argc, char **argv)
 
 			ret = exchange_apdu(c, apdus[i], lens[i], auto_gr, rx,
 					    room, &a);
+			if (!ret && a.len < 2)
+				ret = no_status_word(c, a.len);
 			if (!ret)
 				print_hex(a.data, a.len);
 			free(a.data);

@@ -163,8 +163,10 @@ clock: running" "" -- "$ccidctl" power-off
 check "status after power-off: inactive" 0 "card: inactive
 clock: running" "" -- "$ccidctl" status
 if [ "$legacy" = 1 ]; then
-	# QEMU 7.2: an empty DataBlock, no error
-	check "apdu after power-off: QEMU 7.2 answers nothing, no error" 0 "" "" -- \
+	# QEMU 7.2: an empty DataBlock, no error; without SW1 SW2 it is
+	# no answer from the card
+	check "apdu after power-off: QEMU 7.2's empty answer is an error" 1 "" \
+		"ccidctl: apdu: the answer has no status word (0 bytes): the card did not answer" -- \
 		"$ccidctl" apdu "$SELECT_CAC"
 else
 	check "apdu after power-off: EIO with the reader's words" 1 "" \
