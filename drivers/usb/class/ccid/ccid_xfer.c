@@ -188,28 +188,31 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 			  bool any_frame)
 {
 	unsigned long step = msecs_to_jiffies(CCID_ABORT_STEP_MS);
+	enum ccid_rsp_verdict v;
 	struct ccid_rsp rsp;
 	const char *why;
 	size_t actual;
 	int i, ret;
-	u8 got;
 
 	for (i = 0; i < CCID_MAX_STALE; i++) {
 		ret = ccid_recv(dev, jiffies + step, false, &actual);
 		if (ret)
 			return ret;
-		if (actual <= dev->buf_len &&
-		    ccid_check_rsp(dev->in_buf, actual, type, slot, seq, &rsp,
-				   &why) == CCID_RSP_MATCH) {
+		v = CCID_RSP_BAD;
+		if (actual <= dev->buf_len)
+			v = ccid_check_rsp(dev->in_buf, actual, type, slot, seq,
+					   &rsp, &why);
+		if (v == CCID_RSP_MATCH) {
 			ccid_note_presence(dev, slot, rsp.status);
 			return 0;
 		}
-		if (actual < CCID_HDR_SIZE)
-			continue;
-		got = dev->in_buf[CCID_OFF_SEQ];
-		if (got != seq && test_bit(got, dev->abandoned))
+		/* only a well-formed frame is evidence */
+		if (v == CCID_RSP_STALE && rsp.seq != seq &&
+		    test_bit(rsp.seq, dev->abandoned))
 			return CCID_OUT_OF_STEP;
-		if (any_frame && got == seq && dev->in_buf[CCID_OFF_SLOT] == slot)
+		if (any_frame && actual >= CCID_HDR_SIZE &&
+		    dev->in_buf[CCID_OFF_SEQ] == seq &&
+		    dev->in_buf[CCID_OFF_SLOT] == slot)
 			return 0;
 	}
 	return -EPROTO;
