@@ -36,6 +36,7 @@ static int ctl_fd = STDIN_FILENO;
 static bool ctl_is_fifo;
 static uint64_t start_ms;
 static uint64_t rng_state;
+static int log_intf;		/* lines get " intf=N" for N > 0 */
 static volatile sig_atomic_t got_signal;
 
 static const char usage_text[] =
@@ -77,6 +78,12 @@ static const char usage_text[] =
 "  --max-packet N        bulk wMaxPacketSize (default 512, 64 at speed 2)\n"
 "  --int-max-packet N    interrupt wMaxPacketSize (default 8)\n"
 "  --int-interval N      interrupt bInterval (default 8)\n"
+"  --interfaces 1|2      CCID interfaces, each a reader of its own (default\n"
+"                        1); interface 1 has a copy of interface 0's\n"
+"                        endpoints numbered after them (0x84 0x05 0x86),\n"
+"                        class descriptor, slots and cards; its ABORT\n"
+"                        request has wIndex 1; a USB reset resets both.\n"
+"                        Interface 1's log lines end with \" intf=1\"\n"
 "\n"
 "CCID class descriptor:\n"
 "  --bcd-ccid HEX        (default 0x0110)\n"
@@ -135,7 +142,10 @@ static const char usage_text[] =
 "                        reset; the reset powers the card off\n"
 "\n"
 "Scripts (N: the Nth bulk-OUT CCID message since start, 1-based, Abort\n"
-"included, never reset; the \"cmd N\" event shows N; repeatable):\n"
+"included, never reset, counted per interface; the \"cmd N\" event shows\n"
+"N; repeatable):\n"
+"  --script-intf I       the interface whose reader the scripts below act\n"
+"                        on (default 0); the other one just works\n"
 "  --time-ext N:COUNT:MULT  COUNT time extensions (bError MULT) first\n"
 "  --time-ext-gap MS     spacing of time extensions (default 100); the\n"
 "                        answer comes COUNT * MS after the command\n"
@@ -175,11 +185,42 @@ static const char usage_text[] =
 "                        slot events when command N arrives\n"
 "  --disconnect-at N     close the socket when command N arrives, its\n"
 "                        bulk-OUT URB unanswered; then exit\n"
+"  --lag K:L[:card]      the out-of-step reader: after command K, each\n"
+"                        answer carries the bSeq of the command L (1-64)\n"
+"                        before it in the order received, until a USB\n"
+"                        reset; with :card, XfrBlock and Secure answers\n"
+"                        carry the bSeq of the XfrBlock or Secure L such\n"
+"                        commands before, the others their own\n"
+"  --lag-drop N          QEMU 7.2 after a card lost an APDU: the first\n"
+"                        XfrBlock or Secure from command N on is never\n"
+"                        answered, each later card answer carries the bSeq\n"
+"                        of the oldest one unanswered (--lag M:1:card from\n"
+"                        that command M on), until a USB reset\n"
+"  --out-pending N       command N's bulk-OUT URB never completes (the\n"
+"                        reader NAKs) until the host unlinks it; the\n"
+"                        command is not run, its number is used up\n"
 "  --random SEED         XfrBlock answers: 40% right, 10% 1-3 time\n"
 "                        extensions then right, 5% each: wrong bSeq then\n"
 "                        right, duplicate, failed with a random bError,\n"
 "                        wrong type, len-over-data, short-header, 1-64\n"
 "                        random bytes, babble, len-over-max, no answer\n"
+"\n"
+"Zero-length packets (ZLP: a bulk-OUT URB of length 0, or one of a whole\n"
+"number of packets with URB_ZERO_PACKET, taken as the data, then a ZLP):\n"
+"  --out-zlp MODE        a bulk-OUT ZLP: ignore (default: logged only,\n"
+"                        \"out-zlp N\" after command N); stall (as QEMU\n"
+"                        7.2: the command before it has run, the ZLP gets\n"
+"                        -EPIPE and bulk-OUT stays halted until\n"
+"                        CLEAR_FEATURE(HALT)); need (a command of a whole\n"
+"                        number of packets runs when its ZLP comes; if the\n"
+"                        next command comes first, it runs then: \"out-zlp\n"
+"                        missing N\"; any other ZLP: \"out-zlp N\")\n"
+"  --in-zlp              a bulk-IN answer of a whole number of packets that\n"
+"                        fills the host's URB is followed by a ZLP: the\n"
+"                        next bulk-IN URB completes with 0 bytes (with\n"
+"                        --max-msg a multiple of --max-packet, an answer\n"
+"                        of dwMaxCCIDMessageLength bytes fills the\n"
+"                        driver's URB: echo 80 EE 00 00 Le, Le = that - 12)\n"
 "\n"
 "Card commands (XfrBlock at short/extended APDU level; TPDU level: T=0\n"
 "TPDUs, or T=1 blocks NAD PCB LEN INF LRC with IFS/RESYNCH/ABORT):\n"
@@ -213,15 +254,22 @@ static const char usage_text[] =
 "  disconnect            close the socket (unplug) and exit\n"
 "  replug                close the socket, attach again as a new device\n"
 "  quit                  close the socket and exit\n"
+"  intf I LINE           LINE (a reader command above) for interface I\n"
 "\n"
 "Events (stdout or --log, one line each, flushed):\n"
 "  attached port=P speed=S devid=0x...     configured value=V\n"
 "  node dev=/dev/ccidN busid=B             node none busid=B\n"
+"    (--interfaces 2: interface 0's line first, then interface 1's,\n"
+"    which ends with \" intf=1\" as every line of interface 1 does)\n"
 "  reset                                   revived reason=reset\n"
 "  cmd N type=0xTT slot=S seq=Q len=L p=XXXXXX data=HEX|-\n"
 "  answer N type=0xTT slot=S seq=Q len=L status=0xSS error=0xEE param=0xPP\n"
 "  time-ext N slot=S seq=Q mult=M          bad N kind=K bytes=B usb=ERR\n"
-"  no-answer N reason=muted|wedged|stall|script|random\n"
+"  no-answer N reason=muted|wedged|stall|script|random|lag-drop\n"
+"  lag-start after=K    lag N seq=Q own=O    lag-end reason=reset\n"
+"  out-zlp N            out-zlp stall N      out-zlp-wait N\n"
+"  out-zlp ok N         out-zlp missing N    in-zlp\n"
+"  out-pending N type=0xTT slot=S seq=Q     out-pending-unlinked N\n"
 "  busy N slot=S busy-seq=Q                muted after=K | reason=ctl\n"
 "  abort-request wValue=0xVVVV slot=S seq=Q\n"
 "  abort-cmd seq=Q slot=S                  abort-held seq=Q slot=S\n"
@@ -289,12 +337,27 @@ static void vlog_line(const char *fmt, va_list ap)
 	if (m < 0)
 		return;
 	n += m;
+	if (log_intf && n < (int)sizeof(line) - 2)
+		n += snprintf(line + n, sizeof(line) - n - 1, " intf=%d",
+			      log_intf);
 	if (n > (int)sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	/* One write per line: readers never see half a line */
 	if (write(log_fd, line, n) < 0)
 		return;
+}
+
+/*
+ * The interface whose reader the next lines are about: lines of
+ * interface 0 (and of the device) look as they do with one interface.
+ */
+int elog_intf(int intf)
+{
+	int old = log_intf;
+
+	log_intf = intf;
+	return old;
 }
 
 void elog(const char *fmt, ...)
@@ -484,8 +547,8 @@ static void parse_endpoints(const char *s)
 	     tok = strtok_r(NULL, ",", &save)) {
 		struct ep_cfg *ep;
 
-		if (cfg.num_eps >= EMU_MAX_EPS)
-			bad_usage("--endpoints: at most %d", EMU_MAX_EPS);
+		if (cfg.num_eps >= EMU_MAX_INTF_EPS)
+			bad_usage("--endpoints: at most %d", EMU_MAX_INTF_EPS);
 		ep = &cfg.eps[cfg.num_eps];
 		at = strchr(tok, '@');
 		if (at)
@@ -515,6 +578,48 @@ static void parse_endpoints(const char *s)
 			ep->addr = num("--endpoints", at, 0xff);
 		cfg.num_eps++;
 	}
+}
+
+/*
+ * --interfaces 2: interface 1 gets a copy of interface 0's endpoints,
+ * numbered after them (0x81 0x02 0x83 -> 0x84 0x05 0x86).
+ */
+static void second_interface(void)
+{
+	int i, n = cfg.num_eps;
+
+	if (cfg.interfaces < 2)
+		return;
+	for (i = 0; i < n; i++) {
+		struct ep_cfg *ep = &cfg.eps[n + i];
+
+		*ep = cfg.eps[i];
+		ep->intf = 1;
+		ep->addr = (ep->addr & 0x80) | (((ep->addr & 0x0f) + n) & 0x0f);
+	}
+	cfg.num_eps = 2 * n;
+}
+
+/* --lag K:L[:card] */
+static void parse_lag(const char *opt, const char *s)
+{
+	const char *rest;
+	char tmp[32];
+
+	cfg.lag_after = cmd_num(opt, s, &rest);
+	if (!cfg.lag_after)
+		bad_usage("%s: commands count from 1", opt);
+	snprintf(tmp, sizeof(tmp), "%s", rest);
+	if (strchr(tmp, ':')) {
+		cfg.lag_by = cmd_num(opt, tmp, &rest);
+		if (strcmp(rest, "card"))
+			bad_usage("%s: K:L or K:L:card", opt);
+		cfg.lag_card = true;
+	} else {
+		cfg.lag_by = num(opt, tmp, EMU_LAG_MAX);
+	}
+	if (!cfg.lag_by || cfg.lag_by > EMU_LAG_MAX)
+		bad_usage("%s: L from 1 to %d", opt, EMU_LAG_MAX);
 }
 
 static void set_default_atr(void)
@@ -581,6 +686,8 @@ enum {
 	O_PIN_DELAY, O_PIN_TIMEOUT, O_SPR332, O_TIME_EXT, O_TIME_EXT_GAP,
 	O_DELAY, O_DROP, O_MUTE_AFTER, O_REVIVE, O_ABORT, O_ABORT_REQ, O_STALL, O_BAD,
 	O_NOTIFY_ON_CONFIG, O_NOTIFY_DELAY, O_INSERT_AT, O_REMOVE_AT, O_HWERROR_AT, O_DISCONNECT_AT, O_RANDOM,
+	O_INTERFACES, O_SCRIPT_INTF, O_LAG, O_LAG_DROP, O_OUT_PENDING,
+	O_OUT_ZLP, O_IN_ZLP,
 };
 
 static const struct option longopts[] = {
@@ -655,6 +762,13 @@ static const struct option longopts[] = {
 	{ "hwerror-at", required_argument, NULL, O_HWERROR_AT },
 	{ "disconnect-at", required_argument, NULL, O_DISCONNECT_AT },
 	{ "random", required_argument, NULL, O_RANDOM },
+	{ "interfaces", required_argument, NULL, O_INTERFACES },
+	{ "script-intf", required_argument, NULL, O_SCRIPT_INTF },
+	{ "lag", required_argument, NULL, O_LAG },
+	{ "lag-drop", required_argument, NULL, O_LAG_DROP },
+	{ "out-pending", required_argument, NULL, O_OUT_PENDING },
+	{ "out-zlp", required_argument, NULL, O_OUT_ZLP },
+	{ "in-zlp", no_argument, NULL, O_IN_ZLP },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -690,6 +804,7 @@ static void defaults(void)
 	cfg.pin_tries = 3;
 	cfg.pin_timeout_ms = 30000;
 	cfg.time_ext_gap_ms = 100;
+	cfg.interfaces = 1;
 	parse_endpoints("bulk-in,bulk-out,int-in");
 	hexbytes("", "D2760001240103040000000000000000", cfg.aids[0], 16);
 	cfg.aid_len[0] = 16;
@@ -997,6 +1112,43 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 			cfg.random = true;
 			cfg.seed = num(o, optarg, ~0ul);
 			break;
+		case O_INTERFACES:
+			cfg.interfaces = num("--interfaces", optarg,
+					     EMU_MAX_INTF);
+			if (!cfg.interfaces)
+				bad_usage("--interfaces: 1 or 2");
+			break;
+		case O_SCRIPT_INTF:
+			cfg.script_intf = num("--script-intf", optarg,
+					      EMU_MAX_INTF - 1);
+			break;
+		case O_LAG:
+			parse_lag("--lag", optarg);
+			break;
+		case O_LAG_DROP:
+			cfg.lag_drop = num("--lag-drop", optarg, 0xffffffffu);
+			if (!cfg.lag_drop)
+				bad_usage("--lag-drop: commands count from 1");
+			break;
+		case O_OUT_PENDING:
+			cfg.out_pending = num("--out-pending", optarg,
+					      0xffffffffu);
+			if (!cfg.out_pending)
+				bad_usage("--out-pending: count from 1");
+			break;
+		case O_OUT_ZLP:
+			if (!strcmp(optarg, "ignore"))
+				cfg.out_zlp = ZLP_IGNORE;
+			else if (!strcmp(optarg, "stall"))
+				cfg.out_zlp = ZLP_STALL;
+			else if (!strcmp(optarg, "need"))
+				cfg.out_zlp = ZLP_NEED;
+			else
+				bad_usage("--out-zlp: ignore, stall or need");
+			break;
+		case O_IN_ZLP:
+			cfg.in_zlp = true;
+			break;
 		default:
 			fputs("Try 'ccid_emu --help'.\n", stderr);
 			exit(2);
@@ -1016,6 +1168,12 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 		ep->maxp = ep->type == 3 ? cfg.int_maxp : cfg.bulk_maxp;
 		ep->interval = ep->type == 3 ? int_interval : 0;
 	}
+	if (cfg.script_intf >= cfg.interfaces)
+		bad_usage("--script-intf: interface %d of %d", cfg.script_intf,
+			  cfg.interfaces);
+	if (cfg.lag_after && cfg.lag_drop)
+		bad_usage("--lag and --lag-drop: one of them");
+	second_interface();
 	set_default_atr();
 	rng_state = cfg.seed * 0x9e3779b97f4a7c15ull + 0x1234567;
 	if (!rng_state)

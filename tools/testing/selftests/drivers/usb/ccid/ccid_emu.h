@@ -21,12 +21,15 @@
 #endif
 
 #define EMU_MAX_SLOTS		16
-#define EMU_MAX_EPS		8
+#define EMU_MAX_INTF		2	/* CCID interfaces: readers */
+#define EMU_MAX_INTF_EPS	8	/* endpoints of one interface */
+#define EMU_MAX_EPS		(EMU_MAX_INTF * EMU_MAX_INTF_EPS)
 #define EMU_MAX_AIDS		16
 #define EMU_MAX_SCRIPTS		128
 #define EMU_MAX_PATCHES		16
 #define EMU_MAX_ATR		256	/* more than a real ATR: hostile ones too */
 #define EMU_CLASS_DESC_LEN	54
+#define EMU_LAG_MAX		64	/* --lag K:L: the largest L */
 #define EMU_HDR			10	/* CCID message header */
 
 /* CCID message types */
@@ -84,6 +87,7 @@ struct ep_cfg {
 	enum ep_role role;
 	uint16_t maxp;
 	uint8_t interval;
+	uint8_t intf;		/* bInterfaceNumber */
 	bool halted;
 };
 
@@ -120,6 +124,7 @@ struct script {
 };
 
 enum abort_mode { ABORT_ANSWER, ABORT_IGNORE, ABORT_AFTER_CLEAR_HALT };
+enum zlp_mode { ZLP_IGNORE, ZLP_STALL, ZLP_NEED };
 enum abort_req_mode { AREQ_OK, AREQ_STALL, AREQ_IGNORE };
 enum class_place { PLACE_INTERFACE, PLACE_ENDPOINT, PLACE_NONE };
 
@@ -137,7 +142,8 @@ struct emu_cfg {
 	uint8_t iface_class, iface_subclass, iface_protocol;
 	const char *manufacturer, *product, *serial;
 	struct ep_cfg eps[EMU_MAX_EPS];
-	int num_eps;
+	int num_eps;			/* of all interfaces */
+	int interfaces;			/* --interfaces: 1 or 2 */
 	int bulk_maxp, int_maxp;
 	/* CCID class descriptor */
 	uint16_t bcd_ccid;
@@ -188,6 +194,15 @@ struct emu_cfg {
 	bool revive_on_reset;
 	bool random;
 	uint64_t seed;
+	int script_intf;		/* the reader the scripts act on */
+	unsigned int lag_after;		/* --lag K: 0 = no lag */
+	unsigned int lag_by;		/* L */
+	bool lag_card;			/* only XfrBlock and Secure lag */
+	unsigned int lag_drop;		/* --lag-drop N: 0 = none */
+	unsigned int out_pending;	/* --out-pending N: 0 = none */
+	/* Zero-length packets */
+	enum zlp_mode out_zlp;
+	bool in_zlp;
 	/* Process */
 	const char *log_path;
 	const char *ctl_path;
@@ -232,6 +247,7 @@ static inline void put_le32(uint8_t *p, uint32_t v)
 void elog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hexstr(char *out, size_t size, const uint8_t *buf, size_t len);
+int elog_intf(int intf);
 uint64_t now_ms(void);
 uint64_t emu_rand(void);
 void emu_exit(const char *reason);
@@ -244,13 +260,13 @@ int usb_input(void);
 void usb_pump(void);
 int64_t usb_next_timer(void);
 void usb_timers(void);
-void usb_queue_frame(unsigned int cmd_no, uint8_t slot, uint8_t seq,
-		     const uint8_t *buf, size_t len, uint64_t due,
+void usb_queue_frame(int intf, unsigned int cmd_no, uint8_t slot,
+		     uint8_t seq, const uint8_t *buf, size_t len, uint64_t due,
 		     unsigned int flags, const char *what);
-void usb_queue_notify(const uint8_t *buf, size_t len);
-unsigned int usb_drop_frames(uint8_t slot, int seq);
-void usb_halt(enum ep_role role);
-bool usb_has_role(enum ep_role role);
+void usb_queue_notify(int intf, const uint8_t *buf, size_t len);
+unsigned int usb_drop_frames(int intf, uint8_t slot, int seq);
+void usb_halt(int intf, enum ep_role role);
+bool usb_has_role(int intf, enum ep_role role);
 int usb_reset_device(const char *busid);
 
 /* usb_queue_frame() flags */
@@ -261,12 +277,15 @@ int usb_reset_device(const char *busid);
 
 /* ccid_emu_card.c */
 void ccid_init(void);
-int ccid_out_urb(const uint8_t *data, size_t len, bool short_end);
-int ccid_abort_request(uint16_t value);
-void ccid_clear_halt(enum ep_role role);
+int ccid_out_urb(int intf, const uint8_t *data, size_t len, bool short_end);
+int ccid_out_zlp(int intf);
+void ccid_out_unlinked(int intf);
+int ccid_abort_request(int intf, uint16_t value);
+void ccid_clear_halt(int intf, enum ep_role role);
 void ccid_usb_reset(void);
 void ccid_configured(void);
-void ccid_frame_sent(uint8_t slot, uint8_t seq, unsigned int flags);
+void ccid_frame_sent(int intf, uint8_t slot, uint8_t seq,
+		     unsigned int flags);
 int64_t ccid_next_timer(void);
 void ccid_timers(void);
 int ccid_ctl(char *line);
@@ -274,8 +293,9 @@ uint8_t ccid_icc_status(int slot);
 bool ccid_wedged(void);
 int ccid_bad_kind(const char *name);
 
-/* ccid_out_urb() results besides 0 */
+/* ccid_out_urb() and ccid_out_zlp() results besides 0 */
 #define OUT_STALL	1
 #define OUT_DISCONNECT	2
+#define OUT_PENDING	3	/* the URB stays pending until unlinked */
 
 #endif /* CCID_EMU_H */

@@ -4,9 +4,13 @@
  * together, counted (command N is the Nth bulk-OUT CCID message since
  * start, 1-based, Abort included, never reset), logged, answered by the
  * slot's card model, and the answer goes through the scripted behaviours
- * (time extension, delay, stall, bad frames, --random) before it is
- * queued for bulk-IN.  The Abort procedure, the PIN pad and the
+ * (time extension, delay, stall, bad frames, --random, --lag) before it
+ * is queued for bulk-IN.  The Abort procedure, the PIN pad and the
  * interrupt-IN events live here too.
+ *
+ * Each CCID interface (--interfaces) is a reader of its own, struct
+ * reader; the entry points from the USB side name the interface and
+ * make its reader the one served (rd).  The scripts act on one of them.
  */
 
 #include <errno.h>
@@ -71,21 +75,47 @@ struct answer {
 	bool keep_busy;			/* CMD_SLOT_BUSY: not the slot's command */
 };
 
-static struct {
+#define LAG_RING	256		/* commands remembered for --lag */
+
+/* A command, for --lag: its bSeq and place among the card commands */
+struct lag_rec {
+	unsigned int n;			/* 0: none */
+	uint8_t seq;
+	unsigned int card_no;		/* 0: not XfrBlock or Secure */
+};
+
+/* One reader: one CCID interface */
+struct reader {
+	int intf;
 	struct slot slots[EMU_MAX_SLOTS];
 	unsigned int cmd_no;
 	bool muted, wedged;
 	struct buf out;			/* bulk-OUT message being assembled */
 	/* Abort: the class request and PC_to_RDR_Abort, in either order */
 	bool areq_valid, acmd_valid;
-	unsigned int clear_halt_no;	/* rd.cmd_no at the last bulk clear-halt */
+	unsigned int clear_halt_no;	/* cmd_no at the last bulk clear */
 	uint16_t areq_value;
 	uint8_t acmd_slot, acmd_seq;
 	unsigned int acmd_no;
 	/* PIN typed on the control channel before the Secure came */
 	enum entry typeahead;
 	char typeahead_digits[128];
-} rd;
+	/* --lag, --lag-drop */
+	unsigned int lag_after;		/* K; 0: no lag (any more) */
+	bool lag_started;		/* "lag-start" logged */
+	bool lag_drop;			/* a card command to drop to come */
+	unsigned int card_no;		/* XfrBlocks and Secures so far */
+	struct lag_rec lag_cmd[LAG_RING];	/* by command number */
+	uint8_t lag_card_seq[LAG_RING];	/* by card command number */
+	/* --out-zlp need: a command waiting for its ZLP */
+	struct buf held;
+	unsigned int held_no;
+	/* --out-pending: the command whose bulk-OUT URB is held */
+	unsigned int pending_no;
+};
+
+static struct reader readers[EMU_MAX_INTF];
+static struct reader *rd = readers;	/* the one being served */
 
 static const uint8_t params_t0[5] = { 0x11, 0x00, 0x00, 0x0a, 0x00 };
 static const uint8_t params_t1[7] = { 0x11, 0x10, 0x00, 0x4d, 0x00, 0xfe,
@@ -158,7 +188,7 @@ uint8_t ccid_icc_status(int slot)
 
 	if (slot < 0 || slot > cfg.max_slot)
 		return 2;
-	s = &rd.slots[slot];
+	s = &rd->slots[slot];
 	if (!s->present)
 		return 2;
 	return s->powered ? 0 : 1;
@@ -166,7 +196,7 @@ uint8_t ccid_icc_status(int slot)
 
 bool ccid_wedged(void)
 {
-	return rd.wedged;
+	return rd->wedged;
 }
 
 static void set_fail(struct answer *a, uint8_t slot, uint8_t error)
@@ -208,20 +238,38 @@ static void card_reset(struct slot *s)
 	s->verified = false;
 }
 
+/* Serve interface @intf's reader; its log lines say so */
+static void use_reader(int intf)
+{
+	if (intf < 0 || intf >= EMU_MAX_INTF)
+		intf = 0;
+	rd = &readers[intf];
+	elog_intf(intf);
+}
+
 void ccid_init(void)
 {
-	int i;
+	int i, k;
 
-	for (i = 0; i < EMU_MAX_SLOTS; i++) {
-		struct slot *s = &rd.slots[i];
+	for (k = 0; k < EMU_MAX_INTF; k++) {
+		rd = &readers[k];
+		rd->intf = k;
+		for (i = 0; i < EMU_MAX_SLOTS; i++) {
+			struct slot *s = &rd->slots[i];
 
-		s->present = !cfg.absent[i];
-		s->powered = s->present && cfg.powered[i];
-		snprintf(s->pin, sizeof(s->pin), "%s", cfg.pin);
-		s->tries = cfg.pin_tries;
-		reset_params(s);
-		card_reset(s);
+			s->present = !cfg.absent[i];
+			s->powered = s->present && cfg.powered[i];
+			snprintf(s->pin, sizeof(s->pin), "%s", cfg.pin);
+			s->tries = cfg.pin_tries;
+			reset_params(s);
+			card_reset(s);
+		}
+		if (k == cfg.script_intf) {
+			rd->lag_after = cfg.lag_after;
+			rd->lag_drop = cfg.lag_drop != 0;
+		}
 	}
+	rd = readers;
 }
 
 /* ------------------------------------------------------------------ */
@@ -658,29 +706,119 @@ static void random_mix(uint8_t slot, struct answer *a, unsigned int *count,
 	}
 }
 
-/* Queue the answer to command @n, through its scripts */
-static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
-		   uint8_t seq, struct answer *a)
+static void queue_frame(unsigned int n, uint8_t slot, uint8_t seq,
+			const uint8_t *buf, size_t len, uint64_t due,
+			unsigned int flags, const char *what)
 {
-	unsigned int count = 0, mult = 0, gap = cfg.time_ext_gap_ms, i;
-	enum bad_kind bad = BAD_NONE;
-	bool stall = false;
-	uint64_t now = now_ms(), due;
-	struct slot *s = slot <= cfg.max_slot ? &rd.slots[slot] : NULL;
-	uint8_t h[EMU_HDR], *f;
-	size_t len;
+	usb_queue_frame(rd->intf, n, slot, seq, buf, len, due, flags, what);
+}
 
-	if (a->keep_busy)
-		s = NULL;
-	for (i = 0; i < (unsigned int)cfg.num_scripts; i++) {
+/* The reader the scripted behaviours act on (--script-intf) */
+static bool scripted(void)
+{
+	return rd->intf == cfg.script_intf;
+}
+
+/* ------------------------------------------------------------------ */
+/* --lag, --lag-drop: answers that carry an older command's bSeq */
+
+static bool card_path(uint8_t type)
+{
+	return type == PC_XFR_BLOCK || type == PC_SECURE;
+}
+
+/* Command @n arrived: remember its bSeq, in the order received */
+static void lag_note(unsigned int n, uint8_t type, uint8_t seq)
+{
+	struct lag_rec *rec = &rd->lag_cmd[n % LAG_RING];
+
+	rec->n = n;
+	rec->seq = seq;
+	rec->card_no = 0;
+	if (card_path(type)) {
+		rec->card_no = ++rd->card_no;
+		rd->lag_card_seq[rec->card_no % LAG_RING] = seq;
+	}
+	if (rd->lag_after && !rd->lag_drop && !rd->lag_started &&
+	    n >= rd->lag_after) {
+		elog("lag-start after=%u", rd->lag_after);
+		rd->lag_started = true;
+	}
+}
+
+/* The bSeq the answer to command @n (of @type, bSeq @own) carries */
+static uint8_t lag_seq(unsigned int n, uint8_t type, uint8_t own)
+{
+	const struct lag_rec *rec = &rd->lag_cmd[n % LAG_RING], *old;
+	bool card = cfg.lag_card || cfg.lag_drop;
+	unsigned int by = cfg.lag_drop ? 1 : cfg.lag_by;
+	uint8_t seq;
+
+	if (!rd->lag_after || rd->lag_drop || n <= rd->lag_after ||
+	    rec->n != n)
+		return own;
+	if (card) {
+		if (!card_path(type) || rec->card_no <= by)
+			return own;
+		seq = rd->lag_card_seq[(rec->card_no - by) % LAG_RING];
+	} else {
+		old = &rd->lag_cmd[(n - by) % LAG_RING];
+		if (n <= by || old->n != n - by)
+			return own;
+		seq = old->seq;
+	}
+	elog("lag %u seq=%u own=%u", n, seq, own);
+	return seq;
+}
+
+/* --lag-drop: the first card command from N on is lost, the lag begins */
+static bool lag_dropped(unsigned int n, uint8_t type)
+{
+	if (!rd->lag_drop || n < cfg.lag_drop || !card_path(type))
+		return false;
+	rd->lag_drop = false;
+	rd->lag_after = n;
+	rd->lag_started = true;
+	elog("no-answer %u reason=lag-drop", n);
+	elog("lag-start after=%u", n);
+	return true;
+}
+
+/* A reset ends a lag that began; one still to come stays */
+static void lag_reset(void)
+{
+	if (!rd->lag_started || !rd->lag_after)
+		return;
+	elog("lag-end reason=reset");
+	rd->lag_after = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Answers */
+
+struct plan {
+	unsigned int count, mult, gap;	/* time extensions */
+	enum bad_kind bad;
+	bool stall;
+};
+
+/* The scripts of command @n, and --random */
+static void apply_scripts(unsigned int n, uint8_t cmd_type, uint8_t slot,
+			  struct answer *a, struct plan *pl)
+{
+	int i;
+
+	if (!scripted())
+		return;
+	for (i = 0; i < cfg.num_scripts; i++) {
 		const struct script *sc = &cfg.scripts[i];
 
 		if (sc->n != n)
 			continue;
 		switch (sc->kind) {
 		case SCR_TIME_EXT:
-			count = sc->a;
-			mult = sc->b;
+			pl->count = sc->a;
+			pl->mult = sc->b;
 			break;
 		case SCR_DELAY:
 			a->delay_ms += sc->a;
@@ -689,27 +827,112 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 			a->none = true;
 			break;
 		case SCR_STALL_IN:
-			stall = true;
+			pl->stall = true;
 			break;
 		case SCR_BAD:
-			bad = sc->a;
+			pl->bad = sc->a;
 			break;
 		default:
 			break;
 		}
 	}
 	if (cfg.random && cmd_type == PC_XFR_BLOCK)
-		random_mix(slot, a, &count, &mult, &gap, &bad);
+		random_mix(slot, a, &pl->count, &pl->mult, &pl->gap, &pl->bad);
+}
 
+/*
+ * The frames of the answer @f (@len bytes, bSeq as sent already in it)
+ * to command @n with bSeq @seq, as --bad asks
+ */
+static void queue_answer(unsigned int n, uint8_t slot, uint8_t seq,
+			 uint8_t *f, size_t len, uint64_t due,
+			 enum bad_kind bad, bool wedge)
+{
+	uint8_t wseq = f[6];
+
+	switch (bad) {
+	case BAD_NONE:
+		queue_frame(n, slot, seq, f, len, due,
+			    FR_FINAL | (wedge ? FR_WEDGE : 0), "answer");
+		break;
+	case BAD_WRONG_SEQ:
+	case BAD_WRONG_SEQ_THEN_RIGHT:
+		f[6] = wseq + 1;
+		queue_frame(n, slot, seq, f, len, due,
+			    bad == BAD_WRONG_SEQ ? FR_FINAL : 0,
+			    bad_what(BAD_WRONG_SEQ));
+		if (bad == BAD_WRONG_SEQ)
+			break;
+		f[6] = wseq;
+		queue_frame(n, slot, seq, f, len, due, FR_FINAL, "answer");
+		break;
+	case BAD_WRONG_SLOT:
+		f[5] = slot + 1;
+		queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
+		break;
+	case BAD_DUPLICATE:
+		queue_frame(n, slot, seq, f, len, due, FR_FINAL, "answer");
+		queue_frame(n, slot, seq, f, len, due, 0, bad_what(bad));
+		break;
+	case BAD_WRONG_TYPE:
+		f[0] = f[0] == RDR_DATA_BLOCK ? RDR_SLOT_STATUS :
+						RDR_DATA_BLOCK;
+		queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
+		break;
+	case BAD_LEN_OVER_DATA:
+		put_le32(f + 1, len - EMU_HDR + 5);
+		queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
+		break;
+	case BAD_LEN_OVER_MAX:
+		put_le32(f + 1, len - EMU_HDR);
+		queue_frame(n, slot, seq, f, len, due, FR_FINAL | FR_NO_SPLIT,
+			    bad_what(bad));
+		break;
+	case BAD_SHORT_HEADER:
+		queue_frame(n, slot, seq, f, 5, due, FR_FINAL, bad_what(bad));
+		break;
+	case BAD_BABBLE:
+		queue_frame(n, slot, seq, f, EMU_HDR, due,
+			    FR_FINAL | FR_BABBLE, bad_what(bad));
+		break;
+	case BAD_GARBAGE: {
+		uint8_t junk[64];
+		size_t k, m = 1 + emu_rand() % sizeof(junk);
+
+		for (k = 0; k < m; k++)
+			junk[k] = emu_rand();
+		queue_frame(n, slot, seq, junk, m, due,
+			    FR_FINAL | FR_NO_SPLIT, bad_what(bad));
+		break;
+	}
+	}
+}
+
+/* Queue the answer to command @n, through its scripts */
+static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
+		   uint8_t seq, struct answer *a)
+{
+	struct plan pl = { .gap = cfg.time_ext_gap_ms, .bad = BAD_NONE };
+	struct slot *s = slot <= cfg.max_slot ? &rd->slots[slot] : NULL;
+	uint64_t now = now_ms(), due;
+	uint8_t h[EMU_HDR], *f, wseq;
+	unsigned int i;
+	size_t len;
+
+	apply_scripts(n, cmd_type, slot, a, &pl);
+	if (lag_dropped(n, cmd_type)) {
+		buf_free(&a->data);
+		return;
+	}
 	if (a->none) {
 		elog("no-answer %u reason=%s", n,
 		     cfg.random ? "random" : "script");
 		buf_free(&a->data);
 		return;
 	}
-	if (stall) {
+	if (pl.stall) {
 		elog("no-answer %u reason=stall", n);
-		usb_halt(ROLE_BULK_IN);
+		usb_halt(rd->intf, ROLE_BULK_IN);
 		buf_free(&a->data);
 		return;
 	}
@@ -720,96 +943,44 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 		s->busy_type = cmd_type;
 		s->busy_cmd = n;
 	}
-	for (i = 0; i < count; i++) {
-		header(h, a->type, 0, slot, seq,
-		       ST_TIME_EXT | ccid_icc_status(slot), mult, 0);
-		usb_queue_frame(n, slot, seq, h, EMU_HDR, now + i * gap, 0, "time-ext");
+	wseq = lag_seq(n, cmd_type, seq);
+	for (i = 0; i < pl.count; i++) {
+		header(h, a->type, 0, slot, wseq,
+		       ST_TIME_EXT | ccid_icc_status(slot), pl.mult, 0);
+		queue_frame(n, slot, seq, h, EMU_HDR, now + i * pl.gap, 0,
+			    "time-ext");
 	}
-	due = now + count * gap + a->delay_ms;
+	due = now + pl.count * pl.gap + a->delay_ms;
 
 	len = EMU_HDR + a->data.len;
-	if (bad == BAD_LEN_OVER_MAX && len < EMU_HDR + cfg.max_msg)
+	if (pl.bad == BAD_LEN_OVER_MAX && len < EMU_HDR + cfg.max_msg)
 		len = EMU_HDR + cfg.max_msg;
 	f = calloc(1, len);
 	if (!f)
 		emu_exit("error");
-	header(f, a->type, a->data.len, slot, seq, a->status, a->error,
+	header(f, a->type, a->data.len, slot, wseq, a->status, a->error,
 	       a->param);
 	if (a->data.len)
 		memcpy(f + EMU_HDR, a->data.p, a->data.len);
 	buf_free(&a->data);
-
-	switch (bad) {
-	case BAD_NONE:
-		usb_queue_frame(n, slot, seq, f, len, due,
-				FR_FINAL | (a->wedge ? FR_WEDGE : 0), "answer");
-		break;
-	case BAD_WRONG_SEQ:
-	case BAD_WRONG_SEQ_THEN_RIGHT:
-		f[6] = seq + 1;
-		usb_queue_frame(n, slot, seq, f, len, due,
-				bad == BAD_WRONG_SEQ ? FR_FINAL : 0,
-				bad_what(BAD_WRONG_SEQ));
-		if (bad == BAD_WRONG_SEQ)
-			break;
-		f[6] = seq;
-		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, "answer");
-		break;
-	case BAD_WRONG_SLOT:
-		f[5] = slot + 1;
-		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
-		break;
-	case BAD_DUPLICATE:
-		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, "answer");
-		usb_queue_frame(n, slot, seq, f, len, due, 0, bad_what(bad));
-		break;
-	case BAD_WRONG_TYPE:
-		f[0] = a->type == RDR_DATA_BLOCK ? RDR_SLOT_STATUS :
-						   RDR_DATA_BLOCK;
-		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
-		break;
-	case BAD_LEN_OVER_DATA:
-		put_le32(f + 1, len - EMU_HDR + 5);
-		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL, bad_what(bad));
-		break;
-	case BAD_LEN_OVER_MAX:
-		put_le32(f + 1, len - EMU_HDR);
-		usb_queue_frame(n, slot, seq, f, len, due, FR_FINAL | FR_NO_SPLIT,
-				bad_what(bad));
-		break;
-	case BAD_SHORT_HEADER:
-		usb_queue_frame(n, slot, seq, f, 5, due, FR_FINAL, bad_what(bad));
-		break;
-	case BAD_BABBLE:
-		usb_queue_frame(n, slot, seq, f, EMU_HDR, due, FR_FINAL | FR_BABBLE,
-				bad_what(bad));
-		break;
-	case BAD_GARBAGE: {
-		uint8_t junk[64];
-		size_t k, m = 1 + emu_rand() % sizeof(junk);
-
-		for (k = 0; k < m; k++)
-			junk[k] = emu_rand();
-		usb_queue_frame(n, slot, seq, junk, m, due, FR_FINAL | FR_NO_SPLIT,
-				bad_what(bad));
-		break;
-	}
-	}
+	queue_answer(n, slot, seq, f, len, due, pl.bad, a->wedge);
 	free(f);
 }
 
 /* The last frame of a command went out */
-void ccid_frame_sent(uint8_t slot, uint8_t seq, unsigned int flags)
+void ccid_frame_sent(int intf, uint8_t slot, uint8_t seq,
+		     unsigned int flags)
 {
 	struct slot *s;
 
+	use_reader(intf);
 	if ((flags & FR_FINAL) && slot <= cfg.max_slot) {
-		s = &rd.slots[slot];
+		s = &rd->slots[slot];
 		if (s->busy && s->busy_seq == seq && !s->pin_wait)
 			s->busy = false;
 	}
 	if (flags & FR_WEDGE) {
-		rd.wedged = true;
+		rd->wedged = true;
 		elog("wedged reason=spr332-fw700");
 	}
 }
@@ -824,19 +995,26 @@ static void notify_slot_change(int changed)
 	int i;
 
 	for (i = 0; i <= cfg.max_slot; i++) {
-		if (rd.slots[i].present)
+		if (rd->slots[i].present)
 			msg[1 + i / 4] |= 1 << (2 * (i % 4));
-		if (i == changed || (changed < 0 && rd.slots[i].present))
+		if (i == changed || (changed < 0 && rd->slots[i].present))
 			msg[1 + i / 4] |= 2 << (2 * (i % 4));
 	}
-	usb_queue_notify(msg, 1 + (2 * (cfg.max_slot + 1) + 7) / 8);
+	usb_queue_notify(rd->intf, msg, 1 + (2 * (cfg.max_slot + 1) + 7) / 8);
 }
 
 /* SET_CONFIGURATION: the reader has just powered up */
 void ccid_configured(void)
 {
-	if (cfg.notify_on_config)
+	int i;
+
+	if (!cfg.notify_on_config)
+		return;
+	for (i = 0; i < cfg.interfaces; i++) {
+		use_reader(i);
 		notify_slot_change(-1);
+	}
+	elog_intf(0);
 }
 
 static void fail_pin_wait(int slot, uint8_t error);
@@ -848,7 +1026,7 @@ static int slot_event(enum script_kind kind, int slot)
 
 	if (slot < 0 || slot > cfg.max_slot)
 		return -1;
-	s = &rd.slots[slot];
+	s = &rd->slots[slot];
 	switch (kind) {
 	case SCR_INSERT:
 		s->present = true;
@@ -872,7 +1050,7 @@ static int slot_event(enum script_kind kind, int slot)
 		msg[2] = s->last_seq;
 		msg[3] = 0x01;			/* overcurrent */
 		elog("hwerror slot=%d seq=%u", slot, s->last_seq);
-		usb_queue_notify(msg, sizeof(msg));
+		usb_queue_notify(rd->intf, msg, sizeof(msg));
 		break;
 	default:
 		return -1;
@@ -1033,7 +1211,7 @@ static uint16_t secure_modify(struct slot *s, const uint8_t *blk,
 /* The PIN was entered (or not): answer the Secure command */
 static void pin_entered(int slot)
 {
-	struct slot *s = &rd.slots[slot];
+	struct slot *s = &rd->slots[slot];
 	struct answer a = { .type = RDR_DATA_BLOCK };
 	const uint8_t *blk = s->sec.p;
 	struct buf apdu = { 0 };
@@ -1089,7 +1267,7 @@ static void pin_entered(int slot)
 
 static void fail_pin_wait(int slot, uint8_t error)
 {
-	struct slot *s = &rd.slots[slot];
+	struct slot *s = &rd->slots[slot];
 	struct answer a = { .type = RDR_DATA_BLOCK };
 
 	s->pin_wait = false;
@@ -1103,7 +1281,7 @@ static void fail_pin_wait(int slot, uint8_t error)
 static void cmd_secure(unsigned int n, uint8_t slot, uint8_t seq,
 		       const uint8_t *d, size_t len, struct answer *a)
 {
-	struct slot *s = &rd.slots[slot];
+	struct slot *s = &rd->slots[slot];
 	unsigned int timeout;
 	enum entry e = ENTRY_NONE;
 	const char *src;
@@ -1151,10 +1329,10 @@ static void cmd_secure(unsigned int n, uint8_t slot, uint8_t seq,
 	src = pad_source(&e);
 	if (src) {
 		set_entry(s, e, src, cfg.pin_delay_ms);
-	} else if (rd.typeahead != ENTRY_NONE) {
-		set_entry(s, rd.typeahead, rd.typeahead_digits,
+	} else if (rd->typeahead != ENTRY_NONE) {
+		set_entry(s, rd->typeahead, rd->typeahead_digits,
 			  cfg.pin_delay_ms);
-		rd.typeahead = ENTRY_NONE;
+		rd->typeahead = ENTRY_NONE;
 	}
 	a->pending = true;
 }
@@ -1165,7 +1343,7 @@ static void cmd_secure(unsigned int n, uint8_t slot, uint8_t seq,
 static void cmd_xfr(uint8_t slot, const uint8_t *m, const uint8_t *d,
 		    size_t len, struct answer *a)
 {
-	struct slot *s = &rd.slots[slot];
+	struct slot *s = &rd->slots[slot];
 	uint32_t level = cfg.features & LEVEL_MASK;
 	uint16_t wlevel = m[8] | m[9] << 8;
 	size_t maxd = max_data(), chunk;
@@ -1266,7 +1444,7 @@ static void run_cmd(unsigned int n, const uint8_t *m, size_t mlen,
 	uint8_t type = m[0], slot = m[5];
 	const uint8_t *d = m + EMU_HDR;
 	size_t len = mlen - EMU_HDR;
-	struct slot *s = &rd.slots[slot];
+	struct slot *s = &rd->slots[slot];
 
 	a->status = ccid_icc_status(slot);
 	switch (type) {
@@ -1329,12 +1507,12 @@ static void run_cmd(unsigned int n, const uint8_t *m, size_t mlen,
 
 static void answer_abort(void)
 {
-	uint8_t slot = rd.acmd_slot, seq = rd.acmd_seq, h[EMU_HDR];
-	struct slot *s = slot <= cfg.max_slot ? &rd.slots[slot] : NULL;
+	uint8_t slot = rd->acmd_slot, seq = rd->acmd_seq, h[EMU_HDR];
+	struct slot *s = slot <= cfg.max_slot ? &rd->slots[slot] : NULL;
 	uint8_t icc = ccid_icc_status(slot);
 	bool aborted = false;
 
-	usb_drop_frames(slot, seq);
+	usb_drop_frames(rd->intf, slot, seq);
 	if (s && s->busy && s->busy_seq == seq) {
 		/* The aborted command ends with CMD_ABORTED */
 		aborted = true;
@@ -1342,16 +1520,18 @@ static void answer_abort(void)
 		s->pin_wait = false;
 		s->entry_due = 0;
 		buf_free(&s->sec);
-		header(h, rsp_type_for(s->busy_type), 0, slot, seq,
+		header(h, rsp_type_for(s->busy_type), 0, slot,
+		       lag_seq(s->busy_cmd, s->busy_type, seq),
 		       ST_FAILED | icc, ERR_CMD_ABORTED, 0);
-		usb_queue_frame(s->busy_cmd, slot, seq, h, EMU_HDR, now_ms(), 0,
-				"answer");
+		queue_frame(s->busy_cmd, slot, seq, h, EMU_HDR, now_ms(), 0,
+			    "answer");
 	}
-	header(h, RDR_SLOT_STATUS, 0, slot, seq,
+	header(h, RDR_SLOT_STATUS, 0, slot,
+	       lag_seq(rd->acmd_no, PC_ABORT, seq),
 	       s ? icc : ST_FAILED | 2, s ? 0 : 5, 0);
-	usb_queue_frame(rd.acmd_no, slot, seq, h, EMU_HDR, now_ms(), 0, "answer");
+	queue_frame(rd->acmd_no, slot, seq, h, EMU_HDR, now_ms(), 0, "answer");
 	elog("abort-answered seq=%u slot=%u aborted=%d", seq, slot, aborted);
-	rd.areq_valid = rd.acmd_valid = false;
+	rd->areq_valid = rd->acmd_valid = false;
 }
 
 /*
@@ -1361,67 +1541,69 @@ static void answer_abort(void)
  */
 static bool cleared_since_aborted_cmd(void)
 {
-	unsigned int n = rd.acmd_no;
+	unsigned int n = rd->acmd_no;
 
-	if (rd.acmd_slot <= cfg.max_slot &&
-	    rd.slots[rd.acmd_slot].cmd_no &&
-	    rd.slots[rd.acmd_slot].cmd_seq == rd.acmd_seq)
-		n = rd.slots[rd.acmd_slot].cmd_no;
-	return rd.clear_halt_no >= n;
+	if (rd->acmd_slot <= cfg.max_slot &&
+	    rd->slots[rd->acmd_slot].cmd_no &&
+	    rd->slots[rd->acmd_slot].cmd_seq == rd->acmd_seq)
+		n = rd->slots[rd->acmd_slot].cmd_no;
+	return rd->clear_halt_no >= n;
 }
 
 static void try_abort(void)
 {
-	if (!rd.acmd_valid)
+	if (!rd->acmd_valid)
 		return;
 	if (cfg.abort_req != AREQ_STALL &&
-	    (!rd.areq_valid ||
-	     rd.areq_value != (rd.acmd_seq << 8 | rd.acmd_slot)))
+	    (!rd->areq_valid ||
+	     rd->areq_value != (rd->acmd_seq << 8 | rd->acmd_slot)))
 		return;
-	if (rd.wedged || cfg.abort_mode == ABORT_IGNORE) {
-		elog("abort-ignored seq=%u slot=%u reason=%s", rd.acmd_seq,
-		     rd.acmd_slot, rd.wedged ? "wedged" : "option");
-		rd.areq_valid = rd.acmd_valid = false;
+	if (rd->wedged || cfg.abort_mode == ABORT_IGNORE) {
+		elog("abort-ignored seq=%u slot=%u reason=%s", rd->acmd_seq,
+		     rd->acmd_slot, rd->wedged ? "wedged" : "option");
+		rd->areq_valid = rd->acmd_valid = false;
 		return;
 	}
 	if (cfg.abort_mode == ABORT_AFTER_CLEAR_HALT &&
 	    !cleared_since_aborted_cmd()) {
-		elog("abort-held seq=%u slot=%u", rd.acmd_seq, rd.acmd_slot);
+		elog("abort-held seq=%u slot=%u", rd->acmd_seq, rd->acmd_slot);
 		return;
 	}
 	answer_abort();
 }
 
 /* The ABORT class request; return the status for ep0 (1: never answer) */
-int ccid_abort_request(uint16_t value)
+int ccid_abort_request(int intf, uint16_t value)
 {
+	use_reader(intf);
 	elog("abort-request wValue=0x%04x slot=%u seq=%u", value, value & 0xff,
 	     value >> 8);
 	if (cfg.abort_req == AREQ_STALL)
 		return -EPIPE;
-	rd.areq_valid = true;
-	rd.areq_value = value;
+	rd->areq_valid = true;
+	rd->areq_value = value;
 	try_abort();
 	return cfg.abort_req == AREQ_IGNORE ? 1 : 0;
 }
 
-void ccid_clear_halt(enum ep_role role)
+void ccid_clear_halt(int intf, enum ep_role role)
 {
+	use_reader(intf);
 	if (role != ROLE_BULK_IN && role != ROLE_BULK_OUT)
 		return;
-	rd.clear_halt_no = rd.cmd_no;
-	if (cfg.abort_mode == ABORT_AFTER_CLEAR_HALT && rd.acmd_valid) {
+	rd->clear_halt_no = rd->cmd_no;
+	if (cfg.abort_mode == ABORT_AFTER_CLEAR_HALT && rd->acmd_valid) {
 		try_abort();
 		usb_pump();
 	}
 }
 
-void ccid_usb_reset(void)
+static void reader_reset(void)
 {
 	int i;
 
 	for (i = 0; i < EMU_MAX_SLOTS; i++) {
-		struct slot *s = &rd.slots[i];
+		struct slot *s = &rd->slots[i];
 
 		s->powered = false;
 		s->busy = false;
@@ -1431,16 +1613,31 @@ void ccid_usb_reset(void)
 		card_reset(s);
 		reset_params(s);
 	}
-	rd.out.len = 0;
-	rd.areq_valid = rd.acmd_valid = false;
-	if (rd.wedged) {
-		rd.wedged = false;
+	rd->out.len = 0;
+	rd->held.len = 0;
+	rd->pending_no = 0;
+	rd->areq_valid = rd->acmd_valid = false;
+	if (rd->wedged) {
+		rd->wedged = false;
 		elog("revived reason=reset");
 	}
-	if (rd.muted && cfg.revive_on_reset) {
-		rd.muted = false;
+	if (rd->muted && cfg.revive_on_reset) {
+		rd->muted = false;
 		elog("unmuted reason=reset");
 	}
+	lag_reset();
+}
+
+/* A USB reset (or a replug) resets every reader of the device */
+void ccid_usb_reset(void)
+{
+	int i;
+
+	for (i = 0; i < cfg.interfaces; i++) {
+		use_reader(i);
+		reader_reset();
+	}
+	elog_intf(0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1464,7 +1661,8 @@ static void process(unsigned int n, const uint8_t *m, size_t mlen)
 	int i;
 
 	log_cmd(n, m, mlen);
-	for (i = 0; i < cfg.num_scripts; i++) {
+	lag_note(n, type, seq);
+	for (i = 0; scripted() && i < cfg.num_scripts; i++) {
 		const struct script *sc = &cfg.scripts[i];
 
 		if (sc->n == n && (sc->kind == SCR_INSERT ||
@@ -1473,31 +1671,32 @@ static void process(unsigned int n, const uint8_t *m, size_t mlen)
 			slot_event(sc->kind, sc->a);
 	}
 	if (slot <= cfg.max_slot) {
-		rd.slots[slot].last_seq = seq;
+		rd->slots[slot].last_seq = seq;
 		if (type != PC_ABORT) {
-			rd.slots[slot].cmd_seq = seq;
-			rd.slots[slot].cmd_no = n;
+			rd->slots[slot].cmd_seq = seq;
+			rd->slots[slot].cmd_no = n;
 		}
 	}
 
 	if (type == PC_ABORT) {
 		elog("abort-cmd seq=%u slot=%u", seq, slot);
-		rd.acmd_valid = true;
-		rd.acmd_slot = slot;
-		rd.acmd_seq = seq;
-		rd.acmd_no = n;
+		rd->acmd_valid = true;
+		rd->acmd_slot = slot;
+		rd->acmd_seq = seq;
+		rd->acmd_no = n;
 		try_abort();
 		return;
 	}
-	if (rd.wedged || rd.muted) {
-		elog("no-answer %u reason=%s", n, rd.wedged ? "wedged" : "muted");
+	if (rd->wedged || rd->muted) {
+		elog("no-answer %u reason=%s", n,
+		     rd->wedged ? "wedged" : "muted");
 	} else {
 		if (slot > cfg.max_slot) {
 			set_fail(&a, slot, 5);
-		} else if (rd.slots[slot].busy) {
+		} else if (rd->slots[slot].busy) {
 			/* Answered at once; the slot stays busy */
 			elog("busy %u slot=%u busy-seq=%u", n, slot,
-			     rd.slots[slot].busy_seq);
+			     rd->slots[slot].busy_seq);
 			set_fail(&a, slot, ERR_SLOT_BUSY);
 			a.keep_busy = true;
 		} else {
@@ -1506,8 +1705,9 @@ static void process(unsigned int n, const uint8_t *m, size_t mlen)
 		if (!a.pending)
 			finish(n, type, slot, seq, &a);
 	}
-	if (cfg.mute_after && n == cfg.mute_after && !rd.muted) {
-		rd.muted = true;
+	if (scripted() && cfg.mute_after && n == cfg.mute_after &&
+	    !rd->muted) {
+		rd->muted = true;
 		elog("muted after=%u", n);
 	}
 }
@@ -1516,7 +1716,7 @@ static bool script_at(unsigned int n, enum script_kind kind)
 {
 	int i;
 
-	for (i = 0; i < cfg.num_scripts; i++)
+	for (i = 0; scripted() && i < cfg.num_scripts; i++)
 		if (cfg.scripts[i].n == n && cfg.scripts[i].kind == kind)
 			return true;
 	return false;
@@ -1527,12 +1727,13 @@ static void bad_message(const uint8_t *m, size_t len)
 {
 	uint8_t h[EMU_HDR] = { 0 };
 	struct answer a;
-	unsigned int n = ++rd.cmd_no;
+	unsigned int n = ++rd->cmd_no;
 
 	memcpy(h, m, len < EMU_HDR ? len : EMU_HDR);
 	elog("cmd %u type=0x%02x slot=%u seq=%u len=%u bad-length bytes=%zu",
 	     n, h[0], h[5], h[6], get_le32(h + 1), len);
-	if (len < EMU_HDR || rd.wedged || rd.muted)
+	lag_note(n, h[0], h[6]);
+	if (len < EMU_HDR || rd->wedged || rd->muted)
 		return;
 	memset(&a, 0, sizeof(a));
 	a.type = rsp_type_for(h[0]);
@@ -1541,63 +1742,152 @@ static void bad_message(const uint8_t *m, size_t len)
 }
 
 /*
- * One bulk-OUT URB.  Messages may span URBs; a short transfer ends the
- * message.  Return 0, OUT_STALL or OUT_DISCONNECT (the URB is not answered).
+ * What happens to command @n before it runs: --disconnect-at, --stall
+ * N:out, --out-pending.  Return 0 (it runs), OUT_STALL or OUT_PENDING.
  */
-int ccid_out_urb(const uint8_t *data, size_t len, bool short_end)
+static int out_scripts(unsigned int n, const uint8_t *m, size_t len)
+{
+	if (!scripted())
+		return 0;
+	if (cfg.disconnect_at && n == cfg.disconnect_at) {
+		rd->cmd_no = n;
+		log_cmd(n, m, len);
+		elog("detached reason=disconnect-at cmd=%u", n);
+		emu_exit(NULL);
+	}
+	if (script_at(n, SCR_STALL_OUT)) {
+		rd->cmd_no = n;
+		log_cmd(n, m, len);
+		usb_halt(rd->intf, ROLE_BULK_OUT);
+		elog("no-answer %u reason=stall", n);
+		return OUT_STALL;
+	}
+	if (cfg.out_pending && n == cfg.out_pending) {
+		/* Never taken: no "cmd" line, the number is used up */
+		rd->cmd_no = n;
+		rd->pending_no = n;
+		elog("out-pending %u type=0x%02x slot=%u seq=%u", n, m[0], m[5],
+		     m[6]);
+		return OUT_PENDING;
+	}
+	return 0;
+}
+
+/* --out-zlp need: the command waiting for its ZLP runs (@how: why) */
+static void run_held(const char *how)
+{
+	size_t len = rd->held.len;
+
+	if (!len)
+		return;
+	elog("out-zlp %s %u", how, rd->held_no);
+	rd->held.len = 0;
+	process(rd->held_no, rd->held.p, len);
+}
+
+/*
+ * One bulk-OUT URB of @intf's reader.  Messages may span URBs; a short
+ * transfer (@short_end) ends the message.  Return 0, OUT_STALL,
+ * OUT_PENDING or OUT_DISCONNECT (the URB is not answered).
+ */
+int ccid_out_urb(int intf, const uint8_t *data, size_t len, bool short_end)
 {
 	int ret = 0;
 	size_t off = 0, need;
 
-	buf_add(&rd.out, data, len);
+	use_reader(intf);
+	/* The next command came instead of the ZLP */
+	run_held("missing");
+	buf_add(&rd->out, data, len);
 	for (;;) {
-		const uint8_t *m = rd.out.p + off;
-		size_t have = rd.out.len - off;
+		const uint8_t *m = rd->out.p + off;
+		size_t have = rd->out.len - off;
 		unsigned int n;
 
 		if (have < EMU_HDR) {
 			if (short_end && have) {
 				bad_message(m, have);
-				off = rd.out.len;
+				off = rd->out.len;
 			}
 			break;
 		}
 		need = EMU_HDR + (size_t)get_le32(m + 1);
 		if (need > cfg.max_msg && need > EMU_HDR + 65544) {
 			bad_message(m, have);
-			off = rd.out.len;
+			off = rd->out.len;
 			break;
 		}
 		if (have < need) {
 			if (short_end) {
 				bad_message(m, have);
-				off = rd.out.len;
+				off = rd->out.len;
 			}
 			break;
 		}
-		n = rd.cmd_no + 1;
-		if (cfg.disconnect_at && n == cfg.disconnect_at) {
-			rd.cmd_no = n;
-			log_cmd(n, m, need);
-			elog("detached reason=disconnect-at cmd=%u", n);
-			emu_exit(NULL);
-		}
-		if (script_at(n, SCR_STALL_OUT)) {
-			rd.cmd_no = n;
-			log_cmd(n, m, need);
-			usb_halt(ROLE_BULK_OUT);
-			elog("no-answer %u reason=stall", n);
-			ret = OUT_STALL;
-			off = rd.out.len;
+		n = rd->cmd_no + 1;
+		ret = out_scripts(n, m, need);
+		if (ret) {
+			off = rd->out.len;
 			break;
 		}
-		rd.cmd_no = n;
-		process(n, m, need);
+		rd->cmd_no = n;
+		if (cfg.out_zlp == ZLP_NEED && !short_end &&
+		    off + need == rd->out.len) {
+			/* A whole number of packets: the ZLP ends it */
+			buf_free(&rd->held);
+			buf_add(&rd->held, m, need);
+			rd->held_no = n;
+			elog("out-zlp-wait %u", n);
+		} else {
+			process(n, m, need);
+		}
 		off += need;
 	}
-	memmove(rd.out.p, rd.out.p + off, rd.out.len - off);
-	rd.out.len -= off;
+	memmove(rd->out.p, rd->out.p + off, rd->out.len - off);
+	rd->out.len -= off;
 	return ret;
+}
+
+/*
+ * A zero-length bulk-OUT packet of @intf's reader (see bulk_out() in
+ * ccid_emu_usb.c for how it arrives); it ends a message cut short too.
+ * Return 0 or OUT_STALL.
+ */
+int ccid_out_zlp(int intf)
+{
+	use_reader(intf);
+	if (rd->out.len) {
+		bad_message(rd->out.p, rd->out.len);
+		rd->out.len = 0;
+		return 0;
+	}
+	switch (cfg.out_zlp) {
+	case ZLP_STALL:
+		/* QEMU 7.2: a transfer of less than a header stalls */
+		elog("out-zlp stall %u", rd->cmd_no);
+		usb_halt(rd->intf, ROLE_BULK_OUT);
+		return OUT_STALL;
+	case ZLP_NEED:
+		if (rd->held.len) {
+			run_held("ok");
+			return 0;
+		}
+		break;
+	case ZLP_IGNORE:
+		break;
+	}
+	elog("out-zlp %u", rd->cmd_no);
+	return 0;
+}
+
+/* --out-pending: the host gave up on the held URB; the command is lost */
+void ccid_out_unlinked(int intf)
+{
+	use_reader(intf);
+	if (!rd->pending_no)
+		return;
+	elog("out-pending-unlinked %u", rd->pending_no);
+	rd->pending_no = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1606,30 +1896,31 @@ int ccid_out_urb(const uint8_t *data, size_t len, bool short_end)
 int64_t ccid_next_timer(void)
 {
 	uint64_t now = now_ms(), t = UINT64_MAX;
-	int i;
+	int i, k;
 
-	for (i = 0; i <= cfg.max_slot; i++) {
-		const struct slot *s = &rd.slots[i];
+	for (k = 0; k < cfg.interfaces; k++) {
+		for (i = 0; i <= cfg.max_slot; i++) {
+			const struct slot *s = &readers[k].slots[i];
 
-		if (!s->pin_wait)
-			continue;
-		if (s->entry_due && s->entry_due < t)
-			t = s->entry_due;
-		if (s->pin_deadline < t)
-			t = s->pin_deadline;
+			if (!s->pin_wait)
+				continue;
+			if (s->entry_due && s->entry_due < t)
+				t = s->entry_due;
+			if (s->pin_deadline < t)
+				t = s->pin_deadline;
+		}
 	}
 	if (t == UINT64_MAX)
 		return -1;
 	return t > now ? (int64_t)(t - now) : 0;
 }
 
-void ccid_timers(void)
+static void reader_timers(uint64_t now)
 {
-	uint64_t now = now_ms();
 	int i;
 
 	for (i = 0; i <= cfg.max_slot; i++) {
-		struct slot *s = &rd.slots[i];
+		struct slot *s = &rd->slots[i];
 
 		if (!s->pin_wait)
 			continue;
@@ -1641,6 +1932,18 @@ void ccid_timers(void)
 			pin_entered(i);
 		}
 	}
+}
+
+void ccid_timers(void)
+{
+	uint64_t now = now_ms();
+	int i;
+
+	for (i = 0; i < cfg.interfaces; i++) {
+		use_reader(i);
+		reader_timers(now);
+	}
+	elog_intf(0);
 }
 
 static int ctl_slot(const char *arg)
@@ -1664,7 +1967,7 @@ static int ctl_pin(enum entry e, const char *digits)
 	if (e == ENTRY_DIGITS && (!digits || !*digits))
 		return -1;
 	for (i = 0; i <= cfg.max_slot; i++) {
-		struct slot *s = &rd.slots[i];
+		struct slot *s = &rd->slots[i];
 
 		if (s->pin_wait && !s->entry_due) {
 			set_entry(s, e, digits,
@@ -1672,22 +1975,16 @@ static int ctl_pin(enum entry e, const char *digits)
 			return 0;
 		}
 	}
-	rd.typeahead = e;
-	snprintf(rd.typeahead_digits, sizeof(rd.typeahead_digits), "%s",
+	rd->typeahead = e;
+	snprintf(rd->typeahead_digits, sizeof(rd->typeahead_digits), "%s",
 		 digits ? digits : "");
 	elog("pin-typeahead kind=%s", e == ENTRY_DIGITS ? "digits" : "cancel");
 	return 0;
 }
 
-/* Reader commands of the control channel; 0 when done */
-int ccid_ctl(char *line)
+/* Reader commands of the control channel, for rd; 0 when done */
+static int reader_ctl(const char *cmd, const char *arg)
 {
-	char *cmd = strtok(line, " \t"), *arg = strtok(NULL, "");
-
-	if (arg)
-		arg += strspn(arg, " \t");
-	if (!cmd)
-		return -1;
 	if (!strcmp(cmd, "insert"))
 		return slot_event(SCR_INSERT, ctl_slot(arg));
 	if (!strcmp(cmd, "remove"))
@@ -1699,19 +1996,47 @@ int ccid_ctl(char *line)
 	if (!strcmp(cmd, "cancel-pin"))
 		return ctl_pin(ENTRY_CANCEL, NULL);
 	if (!strcmp(cmd, "mute")) {
-		rd.muted = true;
+		rd->muted = true;
 		elog("muted reason=ctl");
 		return 0;
 	}
 	if (!strcmp(cmd, "unmute")) {
-		rd.muted = false;
+		rd->muted = false;
 		elog("unmuted reason=ctl");
 		return 0;
 	}
 	if (!strcmp(cmd, "wedge")) {
-		rd.wedged = true;
+		rd->wedged = true;
 		elog("wedged reason=ctl");
 		return 0;
 	}
 	return -1;
+}
+
+/*
+ * Reader commands of the control channel; 0 when done.  "intf I LINE":
+ * LINE for interface I's reader (default: interface 0's).
+ */
+int ccid_ctl(char *line)
+{
+	char *cmd = strtok(line, " \t"), *arg = strtok(NULL, ""), *end;
+	long intf = 0;
+	int ret;
+
+	if (cmd && !strcmp(cmd, "intf")) {
+		cmd = arg ? strtok(arg, " \t") : NULL;
+		intf = cmd ? strtol(cmd, &end, 0) : -1;
+		if (!cmd || *end || intf < 0 || intf >= cfg.interfaces)
+			return -1;
+		cmd = strtok(NULL, " \t");
+		arg = strtok(NULL, "");
+	}
+	if (arg)
+		arg += strspn(arg, " \t");
+	if (!cmd)
+		return -1;
+	use_reader(intf);
+	ret = reader_ctl(cmd, arg);
+	elog_intf(0);
+	return ret;
 }

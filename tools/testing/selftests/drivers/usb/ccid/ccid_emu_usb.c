@@ -36,6 +36,7 @@
 #define USBIP_RET_UNLINK	4
 #define USBIP_HDR		48
 #define USBIP_MAX_XFER		(16u << 20)
+#define USBIP_URB_ZERO_PACKET	0x0040	/* = URB_ZERO_PACKET */
 
 #define NODE_SCAN_STEP_MS	20
 
@@ -44,6 +45,7 @@ struct urb {
 	uint32_t seqnum;
 	uint32_t ep;		/* bEndpointAddress, direction bit included */
 	uint32_t len;		/* transfer_buffer_length */
+	uint32_t flags;		/* transfer_flags, USBIP_URB_* */
 };
 
 struct frame {
@@ -65,8 +67,10 @@ static struct {
 	uint8_t *rx;
 	size_t rx_len, rx_size;
 	struct urb *urbs;		/* pending, in arrival order */
-	struct frame *frames;		/* bulk-IN, by due time */
-	struct frame *notes;		/* interrupt-IN, in order */
+	/* Per interface */
+	struct frame *frames[EMU_MAX_INTF];	/* bulk-IN, by due time */
+	struct frame *notes[EMU_MAX_INTF];	/* interrupt-IN, in order */
+	bool node_seen[EMU_MAX_INTF];		/* "node" line logged */
 	uint8_t config;			/* bConfigurationValue, 0 = none */
 	uint64_t scan_next, scan_end;	/* looking for /dev/ccidN */
 } usb = { .fd = -1, .port = -1 };
@@ -211,22 +215,28 @@ int usb_attach(void)
 	return -EBUSY;
 }
 
-static void free_list(void)
+static void free_frames(struct frame **list)
 {
 	struct frame *f;
+
+	while ((f = *list)) {
+		*list = f->next;
+		free(f);
+	}
+}
+
+static void free_list(void)
+{
 	struct urb *u;
+	int i;
 
 	while ((u = usb.urbs)) {
 		usb.urbs = u->next;
 		free(u);
 	}
-	while ((f = usb.frames)) {
-		usb.frames = f->next;
-		free(f);
-	}
-	while ((f = usb.notes)) {
-		usb.notes = f->next;
-		free(f);
+	for (i = 0; i < EMU_MAX_INTF; i++) {
+		free_frames(&usb.frames[i]);
+		free_frames(&usb.notes[i]);
 	}
 }
 
@@ -316,10 +326,10 @@ static void send_all(const struct iovec *iov_in, int cnt)
 
 /*
  * RET_SUBMIT for @u (already off the pending list); frees @u.  IN: @len
- * bytes of @data; OUT: actual_length is the whole transfer, or 0 on error.
+ * bytes of @data; OUT: actual_length @len.
  */
-static void ret_submit(struct urb *u, int status, const uint8_t *data,
-		       size_t len)
+static void ret_submit_len(struct urb *u, int status, const uint8_t *data,
+			   size_t len)
 {
 	uint8_t h[USBIP_HDR] = { 0 };
 	struct iovec iov[2] = {
@@ -331,9 +341,18 @@ static void ret_submit(struct urb *u, int status, const uint8_t *data,
 	put_be32(h, USBIP_RET_SUBMIT);
 	put_be32(h + 4, u->seqnum);
 	put_be32(h + 0x14, (uint32_t)status);
-	put_be32(h + 0x18, in ? len : status ? 0 : u->len);
+	put_be32(h + 0x18, len);
 	send_all(iov, in && len ? 2 : 1);
 	free(u);
+}
+
+/* The same; OUT: actual_length is the whole transfer, or 0 on error */
+static void ret_submit(struct urb *u, int status, const uint8_t *data,
+		       size_t len)
+{
+	if (!(u->ep & 0x80))
+		len = status ? 0 : u->len;
+	ret_submit_len(u, status, data, len);
 }
 
 static void ret_unlink(uint32_t seqnum, int status)
@@ -360,24 +379,24 @@ static struct ep_cfg *ep_by_addr(uint8_t addr)
 	return NULL;
 }
 
-static struct ep_cfg *ep_by_role(enum ep_role role)
+static struct ep_cfg *ep_by_role(int intf, enum ep_role role)
 {
 	int i;
 
 	for (i = 0; i < cfg.num_eps; i++)
-		if (cfg.eps[i].role == role)
+		if (cfg.eps[i].intf == intf && cfg.eps[i].role == role)
 			return &cfg.eps[i];
 	return NULL;
 }
 
-bool usb_has_role(enum ep_role role)
+bool usb_has_role(int intf, enum ep_role role)
 {
-	return ep_by_role(role) != NULL;
+	return ep_by_role(intf, role) != NULL;
 }
 
-void usb_halt(enum ep_role role)
+void usb_halt(int intf, enum ep_role role)
 {
-	struct ep_cfg *ep = ep_by_role(role);
+	struct ep_cfg *ep = ep_by_role(intf, role);
 
 	if (!ep)
 		return;
@@ -426,7 +445,8 @@ static struct frame *new_frame(const uint8_t *buf, size_t len)
 		elog("error out of memory");
 		emu_exit("error");
 	}
-	memcpy(f->data, buf, len);
+	if (len)
+		memcpy(f->data, buf, len);
 	f->len = len;
 	return f;
 }
@@ -435,8 +455,8 @@ static struct frame *new_frame(const uint8_t *buf, size_t len)
  * Queue a bulk-IN frame; frames go out by due time, frames due at the
  * same time in the order they were queued.
  */
-void usb_queue_frame(unsigned int cmd_no, uint8_t slot, uint8_t seq,
-		     const uint8_t *buf, size_t len, uint64_t due,
+void usb_queue_frame(int intf, unsigned int cmd_no, uint8_t slot,
+		     uint8_t seq, const uint8_t *buf, size_t len, uint64_t due,
 		     unsigned int flags, const char *what)
 {
 	struct frame *f = new_frame(buf, len), **pp;
@@ -447,25 +467,26 @@ void usb_queue_frame(unsigned int cmd_no, uint8_t slot, uint8_t seq,
 	f->due = due;
 	f->flags = flags;
 	f->what = what;
-	for (pp = &usb.frames; *pp && (*pp)->due <= due; pp = &(*pp)->next)
+	for (pp = &usb.frames[intf]; *pp && (*pp)->due <= due;
+	     pp = &(*pp)->next)
 		;
 	f->next = *pp;
 	*pp = f;
 }
 
-void usb_queue_notify(const uint8_t *buf, size_t len)
+void usb_queue_notify(int intf, const uint8_t *buf, size_t len)
 {
 	struct frame *f, **pp;
 	char hex[80];
 
 	hexstr(hex, sizeof(hex), buf, len);
-	if (!usb_has_role(ROLE_INT_IN)) {
+	if (!usb_has_role(intf, ROLE_INT_IN)) {
 		elog("notify-dropped data=%s reason=no-int-in", hex);
 		return;
 	}
 	f = new_frame(buf, len);
 	f->due = now_ms() + cfg.notify_delay_ms;
-	for (pp = &usb.notes; *pp; pp = &(*pp)->next)
+	for (pp = &usb.notes[intf]; *pp; pp = &(*pp)->next)
 		;
 	*pp = f;
 }
@@ -474,9 +495,9 @@ void usb_queue_notify(const uint8_t *buf, size_t len)
  * Drop the frames not yet (even partly) sent for @slot and bSeq @seq
  * (any bSeq if @seq < 0).  Return: the flags of the dropped frames, ORed.
  */
-unsigned int usb_drop_frames(uint8_t slot, int seq)
+unsigned int usb_drop_frames(int intf, uint8_t slot, int seq)
 {
-	struct frame **pp = &usb.frames, *f;
+	struct frame **pp = &usb.frames[intf], *f;
 	unsigned int flags = 0;
 
 	while ((f = *pp)) {
@@ -509,28 +530,53 @@ static void log_frame(const struct frame *f, size_t sent, int status)
 	}
 }
 
-/* Send (the next part of) the head frame to @u */
-static void deliver(struct urb *u)
+/*
+ * --in-zlp: a frame of a whole number of packets that filled the URB is
+ * ended, as on the wire, by a zero-length packet, which the next URB gets
+ */
+static void queue_in_zlp(int intf, const struct frame *f, size_t n,
+			 const struct urb *u)
 {
-	struct frame *f = usb.frames;
+	struct ep_cfg *in = ep_by_role(intf, ROLE_BULK_IN);
+	struct frame *z;
+
+	if (!cfg.in_zlp || !in || !in->maxp || n != u->len ||
+	    f->len % in->maxp)
+		return;
+	z = new_frame(NULL, 0);
+	z->slot = 0xff;			/* no Abort drops it */
+	z->what = "in-zlp";
+	z->next = usb.frames[intf];
+	usb.frames[intf] = z;
+}
+
+/* A full URB of a frame claiming more than fits */
+static void deliver_babble(int intf, struct urb *u, struct frame *f)
+{
+	uint8_t *buf = malloc(u->len ? u->len : 1);
+
+	if (!buf)
+		emu_exit("error");
+	memset(buf, 0xbb, u->len);
+	memcpy(buf, f->data, f->len < u->len ? f->len : u->len);
+	if (u->len >= 5)
+		put_le32(buf + 1, u->len);
+	usb.frames[intf] = f->next;
+	log_frame(f, u->len, -EOVERFLOW);
+	ret_submit(u, -EOVERFLOW, buf, u->len);
+	free(buf);
+	ccid_frame_sent(intf, f->slot, f->seq, f->flags);
+	free(f);
+}
+
+/* Send (the next part of) the head frame of @intf to @u */
+static void deliver(int intf, struct urb *u)
+{
+	struct frame *f = usb.frames[intf];
 	size_t n = f->len - f->off;
-	uint8_t *buf;
 
 	if (f->flags & FR_BABBLE) {
-		/* A full URB of a frame claiming more than fits */
-		buf = malloc(u->len ? u->len : 1);
-		if (!buf)
-			emu_exit("error");
-		memset(buf, 0xbb, u->len);
-		memcpy(buf, f->data, f->len < u->len ? f->len : u->len);
-		if (u->len >= 5)
-			put_le32(buf + 1, u->len);
-		usb.frames = f->next;
-		log_frame(f, u->len, -EOVERFLOW);
-		ret_submit(u, -EOVERFLOW, buf, u->len);
-		free(buf);
-		ccid_frame_sent(f->slot, f->seq, f->flags);
-		free(f);
+		deliver_babble(intf, u, f);
 		return;
 	}
 	if (n > u->len) {
@@ -542,36 +588,38 @@ static void deliver(struct urb *u)
 			return;
 		}
 	}
-	usb.frames = f->next;
-	if (f->len >= EMU_HDR || strncmp(f->what, "bad:", 4) == 0 ||
-	    f->off)
+	usb.frames[intf] = f->next;
+	if (!f->len && !strcmp(f->what, "in-zlp"))
+		elog("in-zlp");
+	else if (f->len >= EMU_HDR || strncmp(f->what, "bad:", 4) == 0 ||
+		 f->off)
 		log_frame(f, f->off + n, 0);
+	if (!(f->flags & FR_NO_SPLIT))
+		queue_in_zlp(intf, f, n, u);
 	ret_submit(u, 0, f->data + f->off, n);
-	ccid_frame_sent(f->slot, f->seq, f->flags);
+	ccid_frame_sent(intf, f->slot, f->seq, f->flags);
 	free(f);
 }
 
-void usb_pump(void)
+static void pump_intf(int intf, uint64_t now)
 {
-	struct ep_cfg *in = ep_by_role(ROLE_BULK_IN);
-	struct ep_cfg *irq = ep_by_role(ROLE_INT_IN);
-	uint64_t now = now_ms();
+	struct ep_cfg *in = ep_by_role(intf, ROLE_BULK_IN);
+	struct ep_cfg *irq = ep_by_role(intf, ROLE_INT_IN);
 	struct frame *f;
 	struct urb *u;
 	char hex[80];
 
-	if (usb.fd < 0)
-		return;
 	while (in && (u = find_urb(in->addr))) {
 		if (in->halted) {
 			take_urb(in->addr);
 			ret_submit(u, -EPIPE, NULL, 0);
 			continue;
 		}
-		if (!usb.frames || usb.frames->due > now)
+		f = usb.frames[intf];
+		if (!f || f->due > now)
 			break;
 		take_urb(in->addr);
-		deliver(u);
+		deliver(intf, u);
 	}
 	while (irq && (u = find_urb(irq->addr))) {
 		if (irq->halted) {
@@ -579,16 +627,28 @@ void usb_pump(void)
 			ret_submit(u, -EPIPE, NULL, 0);
 			continue;
 		}
-		f = usb.notes;
+		f = usb.notes[intf];
 		if (!f || f->due > now)
 			break;
 		take_urb(irq->addr);
-		usb.notes = f->next;
+		usb.notes[intf] = f->next;
 		hexstr(hex, sizeof(hex), f->data, f->len);
 		elog("notify data=%s", hex);
 		ret_submit(u, 0, f->data, f->len < u->len ? f->len : u->len);
 		free(f);
 	}
+}
+
+void usb_pump(void)
+{
+	uint64_t now = now_ms();
+	int i, old = elog_intf(0);
+
+	for (i = 0; usb.fd >= 0 && i < cfg.interfaces; i++) {
+		elog_intf(i);
+		pump_intf(i, now);
+	}
+	elog_intf(old);
 }
 
 /* ------------------------------------------------------------------ */
@@ -665,25 +725,19 @@ static size_t class_desc(uint8_t *d)
 	return len;
 }
 
-static size_t config_desc(uint8_t *d)
+/* Interface @intf: its descriptor, class descriptor and endpoints */
+static size_t intf_desc(uint8_t *d, int intf)
 {
 	size_t p = 0;
-	int i;
+	int i, n = 0;
 
-	d[p++] = 9;
-	d[p++] = 2;
-	p += 2;				/* wTotalLength */
-	d[p++] = 1;			/* bNumInterfaces */
-	d[p++] = 1;			/* bConfigurationValue */
-	d[p++] = 0;
-	d[p++] = 0x80;			/* bus powered */
-	d[p++] = 50;			/* 100 mA */
-
+	for (i = 0; i < cfg.num_eps; i++)
+		n += cfg.eps[i].intf == intf;
 	d[p++] = 9;
 	d[p++] = 4;
-	d[p++] = 0;			/* bInterfaceNumber */
+	d[p++] = intf;			/* bInterfaceNumber */
 	d[p++] = 0;			/* bAlternateSetting */
-	d[p++] = cfg.num_eps;
+	d[p++] = n;
 	d[p++] = cfg.iface_class;
 	d[p++] = cfg.iface_subclass;
 	d[p++] = cfg.iface_protocol;
@@ -694,6 +748,8 @@ static size_t config_desc(uint8_t *d)
 	for (i = 0; i < cfg.num_eps; i++) {
 		const struct ep_cfg *ep = &cfg.eps[i];
 
+		if (ep->intf != intf)
+			continue;
 		d[p++] = 7;
 		d[p++] = 5;
 		d[p++] = ep->addr;
@@ -704,6 +760,24 @@ static size_t config_desc(uint8_t *d)
 	}
 	if (cfg.class_place == PLACE_ENDPOINT)
 		p += class_desc(d + p);
+	return p;
+}
+
+static size_t config_desc(uint8_t *d)
+{
+	size_t p = 0;
+	int i;
+
+	d[p++] = 9;
+	d[p++] = 2;
+	p += 2;				/* wTotalLength */
+	d[p++] = cfg.interfaces;	/* bNumInterfaces */
+	d[p++] = 1;			/* bConfigurationValue */
+	d[p++] = 0;
+	d[p++] = 0x80;			/* bus powered */
+	d[p++] = 50;			/* 100 mA */
+	for (i = 0; i < cfg.interfaces; i++)
+		p += intf_desc(d + p, i);
 	put_le16(d + 2, p);
 	for (i = 0; i < cfg.num_cfg_patch; i++) {
 		const struct patch *pt = &cfg.cfg_patch[i];
@@ -763,19 +837,14 @@ static void ctrl_answer(struct urb *u, int status, const uint8_t *data,
 
 static void usb_reset_seen(void)
 {
-	struct frame *f;
 	int i;
 
 	elog("reset");
 	usb.config = 0;
 	usb.scan_end = 0;
-	while ((f = usb.frames)) {
-		usb.frames = f->next;
-		free(f);
-	}
-	while ((f = usb.notes)) {
-		usb.notes = f->next;
-		free(f);
+	for (i = 0; i < EMU_MAX_INTF; i++) {
+		free_frames(&usb.frames[i]);
+		free_frames(&usb.notes[i]);
 	}
 	for (i = 0; i < cfg.num_eps; i++)
 		cfg.eps[i].halted = false;
@@ -826,6 +895,7 @@ static void control(struct urb *u, const uint8_t *setup)
 		if (value) {
 			usb.scan_next = now_ms();
 			usb.scan_end = usb.scan_next + cfg.node_timeout_ms;
+			memset(usb.node_seen, 0, sizeof(usb.node_seen));
 			ccid_configured();
 		}
 		return;
@@ -875,12 +945,19 @@ static void control(struct urb *u, const uint8_t *setup)
 			return;
 		}
 		ep->halted = false;
+		elog_intf(ep->intf);
 		elog("clear-halt ep=0x%02x", ep->addr);
 		ctrl_answer(u, 0, NULL, 0, 0);
-		ccid_clear_halt(ep->role);
+		ccid_clear_halt(ep->intf, ep->role);
 		return;
-	case 0x2101:			/* CCID ABORT */
-		ret = ccid_abort_request(value);
+	case 0x2101:			/* CCID ABORT, wIndex = interface */
+		if (cfg.interfaces > 1) {
+			if ((index & 0xff) >= cfg.interfaces)
+				goto stall;
+			elog_intf(index & 0xff);
+		}
+		ret = ccid_abort_request(cfg.interfaces > 1 ? index & 0xff : 0,
+					 value);
 		if (ret > 0) {
 			/* --abort-request ignore: never completes */
 			add_urb(u);
@@ -908,16 +985,57 @@ stall:
 /* ------------------------------------------------------------------ */
 /* Receiving */
 
+/*
+ * A bulk-OUT URB of a reader.  A zero-length packet (ZLP) ends a
+ * transfer of a whole number of packets.  vhci_hcd forwards each URB as
+ * one CMD_SUBMIT and never makes up a ZLP itself (vhci_tx.c
+ * setup_cmd_submit_pdu(), usbip_common.c usbip_pack_cmd_submit()): a
+ * driver's 0-byte URB is a CMD_SUBMIT with transfer_buffer_length 0 and
+ * no data, and URB_ZERO_PACKET on a data URB only shows as
+ * USBIP_URB_ZERO_PACKET (0x0040, the same value) in its transfer_flags;
+ * the data is sent once.  Both are taken as a ZLP here, the flag only on
+ * a URB of a whole number of packets, as a host controller does.
+ */
+static void bulk_out(struct urb *u, const struct ep_cfg *ep,
+		     const uint8_t *data)
+{
+	bool whole = ep->maxp && u->len % ep->maxp == 0;
+	bool zlp = !u->len || (whole && (u->flags & USBIP_URB_ZERO_PACKET));
+	size_t taken = 0;
+	int ret = 0;
+
+	if (u->len)
+		ret = ccid_out_urb(ep->intf, data, u->len, !whole);
+	if (!ret && zlp) {
+		/* stall: the data before the ZLP went through */
+		taken = u->len;
+		ret = ccid_out_zlp(ep->intf);
+	}
+	switch (ret) {
+	case OUT_DISCONNECT:
+		free(u);
+		return;
+	case OUT_PENDING:
+		/* NAKed until the host gives up: unlink_urb() */
+		add_urb(u);
+		return;
+	case OUT_STALL:
+		ret_submit_len(u, -EPIPE, NULL, taken);
+		return;
+	}
+	ret_submit(u, 0, NULL, 0);
+}
+
 static void submit(const uint8_t *h, const uint8_t *data)
 {
 	uint32_t dir = get_be32(h + 12), epnum = get_be32(h + 16);
 	struct urb *u = calloc(1, sizeof(*u));
 	struct ep_cfg *ep;
-	int ret;
 
 	if (!u)
 		emu_exit("error");
 	u->seqnum = get_be32(h + 4);
+	u->flags = get_be32(h + 0x14);
 	u->len = get_be32(h + 0x18);
 	u->ep = (epnum & 0x0f) | (dir ? 0x80 : 0);
 
@@ -931,23 +1049,16 @@ static void submit(const uint8_t *h, const uint8_t *data)
 		ret_submit(u, -EPIPE, NULL, 0);
 		return;
 	}
+	elog_intf(ep->intf);
 	if (ep->halted) {
 		ret_submit(u, -EPIPE, NULL, 0);
 		return;
 	}
 	if (!dir) {
-		if (ep->role != ROLE_BULK_OUT) {
+		if (ep->role != ROLE_BULK_OUT)
 			ret_submit(u, 0, NULL, 0);
-			return;
-		}
-		/* A short transfer ends a message */
-		ret = ccid_out_urb(data, u->len, !ep->maxp ||
-				   u->len % ep->maxp || u->len == 0);
-		if (ret == OUT_DISCONNECT) {
-			free(u);
-			return;
-		}
-		ret_submit(u, ret == OUT_STALL ? -EPIPE : 0, NULL, 0);
+		else
+			bulk_out(u, ep, data);
 		return;
 	}
 	/* IN: it waits for something to answer */
@@ -961,11 +1072,18 @@ static void unlink_urb(const uint8_t *h)
 
 	for (pp = &usb.urbs; (u = *pp); pp = &u->next) {
 		if (u->seqnum == victim) {
+			const struct ep_cfg *ep = ep_by_addr(u->ep);
+
 			*pp = u->next;
+			if (ep)
+				elog_intf(ep->intf);
 			elog("unlink seqnum=%u ep=0x%02x status=-104", victim,
 			     u->ep);
 			free(u);
 			ret_unlink(seqnum, -ECONNRESET);
+			/* --out-pending: the command that never went through */
+			if (ep && ep->role == ROLE_BULK_OUT)
+				ccid_out_unlinked(ep->intf);
 			return;
 		}
 	}
@@ -1030,6 +1148,7 @@ int usb_input(void)
 			submit(h, h + USBIP_HDR);
 		else
 			unlink_urb(h);
+		elog_intf(0);
 		off += need;
 		usb_pump();
 	}
@@ -1045,14 +1164,20 @@ int usb_input(void)
 
 int64_t usb_next_timer(void)
 {
-	struct ep_cfg *in = ep_by_role(ROLE_BULK_IN);
-	struct ep_cfg *irq = ep_by_role(ROLE_INT_IN);
 	uint64_t now = now_ms(), t = UINT64_MAX;
+	struct ep_cfg *in, *irq;
+	int i;
 
-	if (usb.frames && in && find_urb(in->addr))
-		t = usb.frames->due;
-	if (usb.notes && irq && find_urb(irq->addr) && usb.notes->due < t)
-		t = usb.notes->due;
+	for (i = 0; i < cfg.interfaces; i++) {
+		struct frame *f = usb.frames[i], *note = usb.notes[i];
+
+		in = ep_by_role(i, ROLE_BULK_IN);
+		irq = ep_by_role(i, ROLE_INT_IN);
+		if (f && in && find_urb(in->addr) && f->due < t)
+			t = f->due;
+		if (note && irq && find_urb(irq->addr) && note->due < t)
+			t = note->due;
+	}
 	if (usb.scan_end && usb.scan_next < t)
 		t = usb.scan_next;
 	if (t == UINT64_MAX)
@@ -1060,39 +1185,85 @@ int64_t usb_next_timer(void)
 	return t > now ? (int64_t)(t - now) : 0;
 }
 
-static bool find_node(void)
+/* The ccid* node of interface @intf, once the driver is done binding */
+static bool find_intf_node(int intf, char *name, size_t size)
 {
 	char path[192];
 	struct dirent *e;
 	DIR *d;
 
-	if (!usb.busid[0] &&
-	    read_busid(usb.port, usb.busid, sizeof(usb.busid)))
-		return false;
 	/*
 	 * probe() makes the node; the driver core adds the driver's sysfs
 	 * attributes after probe() returns.  Report the node once they are
 	 * there, so that tests may read them at once.
 	 */
 	snprintf(path, sizeof(path),
-		 "/sys/bus/usb/devices/%s:1.0/firmware_version", usb.busid);
+		 "/sys/bus/usb/devices/%s:1.%d/firmware_version", usb.busid,
+		 intf);
 	if (access(path, F_OK))
 		return false;
-	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s:1.0/usbmisc",
-		 usb.busid);
+	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s:1.%d/usbmisc",
+		 usb.busid, intf);
 	d = opendir(path);
 	if (!d)
 		return false;
 	while ((e = readdir(d))) {
 		if (!strncmp(e->d_name, "ccid", 4)) {
-			elog("node dev=/dev/%s busid=%s", e->d_name,
-			     usb.busid);
+			snprintf(name, size, "%s", e->d_name);
 			closedir(d);
 			return true;
 		}
 	}
 	closedir(d);
 	return false;
+}
+
+/*
+ * One "node" line per interface, interface 0's first and as it is with
+ * one interface ("node dev=/dev/ccidN busid=B"), so that parsers taking
+ * the first line get it; interface 1's line ends with " intf=1".
+ * Return: every interface has its line.
+ */
+static bool find_node(void)
+{
+	char name[256];
+	int i;
+
+	if (!usb.busid[0] &&
+	    read_busid(usb.port, usb.busid, sizeof(usb.busid)))
+		return false;
+	for (i = 0; i < cfg.interfaces; i++) {
+		if (usb.node_seen[i])
+			continue;
+		if (!find_intf_node(i, name, sizeof(name)))
+			return false;
+		elog_intf(i);
+		elog("node dev=/dev/%s busid=%s", name, usb.busid);
+		elog_intf(0);
+		usb.node_seen[i] = true;
+	}
+	return true;
+}
+
+/* Time is up: "node none" for each interface with no node */
+static void node_timeout(void)
+{
+	char name[256];
+	int i;
+
+	if (!usb.busid[0])
+		read_busid(usb.port, usb.busid, sizeof(usb.busid));
+	for (i = 0; i < cfg.interfaces; i++) {
+		if (usb.node_seen[i])
+			continue;
+		elog_intf(i);
+		if (usb.busid[0] && find_intf_node(i, name, sizeof(name)))
+			elog("node dev=/dev/%s busid=%s", name, usb.busid);
+		else
+			elog("node none busid=%s",
+			     usb.busid[0] ? usb.busid : "?");
+	}
+	elog_intf(0);
 }
 
 void usb_timers(void)
@@ -1103,11 +1274,7 @@ void usb_timers(void)
 		if (find_node()) {
 			usb.scan_end = 0;
 		} else if (now >= usb.scan_end) {
-			if (!usb.busid[0])
-				read_busid(usb.port, usb.busid,
-					   sizeof(usb.busid));
-			elog("node none busid=%s",
-			     usb.busid[0] ? usb.busid : "?");
+			node_timeout();
 			usb.scan_end = 0;
 		} else {
 			usb.scan_next = now + NODE_SCAN_STEP_MS;

@@ -18,7 +18,7 @@
 # driver never sends (class requests, chaining, raw CCID messages,
 # interrupt-IN of a reader no driver took) goes through usbfs (python3).
 #
-# CCID_EMU and CCIDCTL in the environment name other binaries.
+# CCID_EMU, CCIDCTL and CCIDCTL32 in the environment name other binaries.
 # The whole run takes 8-15 minutes under TCG: give run-vm --timeout 1800.
 # Exit status 1 if a test failed, 4 if everything was skipped.
 
@@ -26,6 +26,7 @@ here=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
 top=$(cd "$here/../../../../../.." && pwd)
 emu=${CCID_EMU:-$here/ccid_emu}
 ccidctl=${CCIDCTL:-$top/tools/ccid/ccidctl}
+ccidctl32=${CCIDCTL32:-$top/tools/ccid/ccidctl32}
 
 n=0
 failed=0
@@ -62,6 +63,7 @@ emu_start() {
 	done
 	line=$(grep '^node ' "$log" 2>/dev/null | tail -n 1)
 	busid=${line##*busid=}
+	busid=${busid%% *}	# --interfaces 2: " intf=1"
 	case $line in
 	"node dev="*) dev=${line#node dev=}; dev=${dev%% *} ;;
 	esac
@@ -553,6 +555,32 @@ t_secure_pad() {
 	cc verify-pin --apdu 00200081
 	ok_out "wrong PIN on the pad" "63 C2"
 	want "--pin-delay 800 (took $ms ms)" [ "$ms" -ge 800 ]
+}
+
+# The compat path: every ioctl structure is laid out the same for 32-bit
+# userspace, so a 32-bit ccidctl (make -C tools/ccid ccidctl32) gets the
+# same answers as the 64-bit one, through power-on, XfrBlock and Secure.
+t_compat32() {
+	local cmd want_out
+
+	want "ccidctl32 is a 32-bit program" \
+		[ "$(od -An -j4 -N1 -tu1 "$ccidctl32" 2>/dev/null | tr -d ' ')" = 1 ]
+	emu_start compat32 --pad-pin 123456
+	need_node || return
+	for cmd in "info" "power-on" "status" "apdu 00A4040007A0000000790100" \
+		   "verify-pin --apdu 00200081" "escape 01 02 03" \
+		   "params" "events" "power-off"; do
+		# shellcheck disable=SC2086 # one word per argument
+		cc $cmd
+		want_out=$out
+		want "64-bit $cmd (exit $rc, stderr: $err)" [ "$rc" = 0 ]
+		# shellcheck disable=SC2086
+		ccidctl=$ccidctl32 cc $cmd
+		want "32-bit $cmd: same exit status ($rc)" [ "$rc" = 0 ]
+		want "32-bit $cmd: same output" is "$out" "$want_out"
+	done
+	want "log: two verifies on the pad" \
+		[ "$(log_count '^pin-entered slot=0 op=verify .* sw=9000$')" = 2 ]
 }
 
 t_secure_ctl() {
@@ -1082,6 +1110,8 @@ t_spr332() {
 	cc power-on
 	cc verify-pin --apdu 00200082
 	fails_with "Secure refused by the quirk" EOPNOTSUPP
+	want "ccidctl names the quirk (stderr: $err)" \
+		grep -q "Secure is disabled for this reader's firmware by the broken_secure quirk" "$tmp/err"
 	want "log: no Secure reached the reader" [ "$(log_count '^cmd [0-9]+ type=0x69')" = 0 ]
 	emu_stop
 
@@ -1259,13 +1289,394 @@ t_two_readers() {
 }
 
 # ---------------------------------------------------------------------------
+# Out-of-step readers, zero-length packets, held URBs, two interfaces
+# ---------------------------------------------------------------------------
+
+# lag_check L [card]: every "lag N seq=Q own=O" line of interface 0
+# carries the bSeq of the command L before N in the order received (with
+# card: the XfrBlock or Secure L such commands before), O is N's own, and
+# with card only XfrBlock and Secure lag while the other answers carry
+# their own bSeq.  Prints the number of lag lines; fails on a wrong one.
+lag_check() {
+	awk -v by="$1" -v card="${2:-}" '
+	/ intf=/ { next }
+	{
+		delete f
+		for (i = 3; i <= NF; i++)
+			if (split($i, kv, "=") == 2)
+				f[kv[1]] = kv[2]
+	}
+	$1 == "cmd" {
+		seq[$2] = f["seq"]
+		type[$2] = f["type"]
+		if (f["type"] == "0x6f" || f["type"] == "0x69")
+			cseq[cno[$2] = ++cards] = f["seq"]
+		next
+	}
+	$1 == "lag" {
+		n = $2
+		lags++
+		want = card ? cseq[cno[n] - by] : seq[n - by]
+		if (f["own"] != seq[n] || f["seq"] != want ||
+		    (card && !cno[n])) {
+			print "wrong: " $0 " (want seq=" want " own=" seq[n] ")"
+			bad++
+		}
+		next
+	}
+	$1 == "answer" && card && ($2 in type) && !cno[$2] &&
+	type[$2] != "" && f["seq"] != seq[$2] {
+		print "not its own bSeq: " $0
+		bad++
+	}
+	END { print lags + 0; exit bad > 0 }' "$log"
+}
+
+# lag_reset: a USB reset ends the lag (the driver's own, or one from here)
+lag_reset() {
+	wait_log '^lag-end reason=reset$' 3 || "$emu" --reset-device "$busid"
+	want "log: lag-end" wait_log '^lag-end reason=reset$' 5
+	wait_log '^configured value=1$' 5
+	for _ in $(seq 50); do
+		dev=$(sysfs_node "$busid") && [ -e "$dev" ] && break
+		sleep 0.1
+	done
+	cc power-on
+	cc apdu 80EE0000
+	ok_out "in step after the reset" "90 00"
+	want "log: no lag after the reset" \
+		bash -c "! awk '/^lag-end/ { e = 1 } e && /^lag [0-9]/' '$log' | grep -q ."
+}
+
+t_lag() {
+	local out lc
+
+	# Every answer lags by one after command 3
+	emu_start lag --lag 3:1
+	need_node || return
+	cc power-on
+	cc apdu 80EE0000
+	cc -t 800 apdu 80EE0000
+	cc -t 800 apdu 80EE0000
+	want "log: lag-start" log_has '^lag-start after=3$'
+	want "log: command 4 answered with command 3's bSeq" \
+		log_has "^lag 4 seq=$(sed -n 's/^cmd 3 .* seq=\([0-9]*\) .*/\1/p' "$log") own="
+	out=$(lag_check 1)
+	lc=$?
+	want "lag lines carry the bSeq one command back ($out)" [ "$lc" = 0 ]
+	want "some answers lagged ($out)" [ "$(tail -n 1 <<<"$out")" -ge 1 ]
+	want "a lagged command fails (rc $rc)" [ "$rc" != 0 ]
+	lag_reset
+	emu_stop
+
+	# Only card commands lag, by two, after command 2
+	emu_start lagcard --lag 2:2:card
+	need_node || return
+	cc power-on
+	cc apdu 80EE0000
+	cc status
+	cc -t 800 apdu 80EE0000
+	cc -t 800 apdu 80EE0000
+	cc power-on
+	cc status
+	cc -t 800 apdu 80EE0000
+	want "log: lag-start" log_has '^lag-start after=2$'
+	out=$(lag_check 2 card)
+	lc=$?
+	want "card answers carry the bSeq two card commands back ($out)" \
+		[ "$lc" = 0 ]
+	want "some answers lagged ($out)" [ "$(tail -n 1 <<<"$out")" -ge 2 ]
+	want "log: the Abort answered in step" log_has '^abort-answered '
+	want "log: a reader command in the lag, not lagged" \
+		log_after '^lag-start' '^answer [0-9]+ type=0x81 '
+	lag_reset
+}
+
+# QEMU 7.2 after a lost APDU: each card answer is the oldest pending one's
+t_lag_drop() {
+	local n q out lc
+
+	emu_start lagdrop --lag-drop 2
+	need_node || return
+	cc power-on
+	cc -t 800 apdu 80EE0000
+	fails_with "the lost APDU" ETIMEDOUT
+	n=$(sed -n 's/^no-answer \([0-9]*\) reason=lag-drop$/\1/p' "$log")
+	want "log: a card command lost ($n)" [ -n "$n" ]
+	want "log: lag-start after it" log_has "^lag-start after=$n\$"
+	q=$(sed -n "s/^cmd $n .* seq=\([0-9]*\) .*/\1/p" "$log")
+	cc power-on
+	cc -t 800 apdu 80EE0000
+	want "the next APDU fails too (rc $rc)" [ "$rc" != 0 ]
+	want "log: its answer carries the lost command's bSeq $q" \
+		[ "$(sed -n 's/^lag [0-9]* seq=\([0-9]*\) .*/\1/p' "$log" | head -n 1)" = "$q" ]
+	out=$(lag_check 1 card)
+	lc=$?
+	want "each card answer: the oldest pending bSeq ($out)" [ "$lc" = 0 ]
+	lag_reset
+}
+
+# usbfs_zlp USBDEV MODE: raw CCID with zero-length packets on bulk-OUT
+# (full speed: wMaxPacketSize 64, a 64-byte XfrBlock is one packet)
+usbfs_zlp() {
+	python3 - "$1" "$2" <<'EOF2'
+import ctypes, fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+mode = sys.argv[2]
+fcntl.ioctl(fd, 0x8004550f, struct.pack("I", 0))        # CLAIMINTERFACE
+seq = 0
+
+def msg(mtype, data=b""):
+    global seq
+    m = struct.pack("<BIBB", mtype, len(data), 0, seq) + b"\0\0\0" + data
+    seq += 1
+    return m
+
+def xfr():                                  # 64 bytes: an echo of 49
+    return msg(0x6f, bytes.fromhex("80EE000031") + bytes(range(49)))
+
+def out(data):
+    buf = ctypes.create_string_buffer(bytes(data), max(len(data), 1))
+    arg = bytearray(struct.pack("IIIxxxxQ", 0x02, len(data), 3000,
+                                ctypes.addressof(buf)))
+    try:
+        fcntl.ioctl(fd, 0xc0185502, arg, True)          # USBDEVFS_BULK
+    except OSError as e:
+        return "errno%d" % e.errno
+    return "ok"
+
+def inp(timeout=3000):
+    buf = ctypes.create_string_buffer(512)
+    arg = bytearray(struct.pack("IIIxxxxQ", 0x81, 512, timeout,
+                                ctypes.addressof(buf)))
+    try:
+        n = fcntl.ioctl(fd, 0xc0185502, arg, True)
+    except OSError as e:
+        return "errno%d" % e.errno
+    r = buf.raw[:n]
+    return "%02x len=%d seq=%d st=%02x" % (
+        r[0], struct.unpack("<I", r[1:5])[0], r[6], r[7])
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def urb_ioctl(req, addr):                   # the kernel keeps the address
+    if libc.ioctl(fd, ctypes.c_ulong(req), ctypes.c_void_p(addr)):
+        raise OSError(ctypes.get_errno(), "ioctl")
+
+def out_zero_packet(data):                  # one URB, URB_ZERO_PACKET
+    buf = ctypes.create_string_buffer(bytes(data), len(data))
+    urb = ctypes.create_string_buffer(struct.pack(
+        "<BBxxiI4xQiiiiiIQ", 3, 0x02, 0, 0x40, ctypes.addressof(buf),
+        len(data), 0, 0, 0, 0, 0, 0))
+    ptr = ctypes.c_void_p()
+    urb_ioctl(0x8038550a, ctypes.addressof(urb))        # SUBMITURB
+    urb_ioctl(0x4008550c, ctypes.addressof(ptr))        # REAPURB
+    status, = struct.unpack_from("<i", urb.raw, 4)
+    actual, = struct.unpack_from("<i", urb.raw, 28)
+    return "status=%d actual=%d" % (status, actual)
+
+def clear_halt():
+    fcntl.ioctl(fd, 0x80045515, struct.pack("I", 0x02))  # CLEAR_HALT
+    return "ok"
+
+print("power", out(msg(0x62)), inp())
+if mode == "ignore":
+    print("xfr", out(xfr()), "zlp", out(b""), inp())
+    print("flag", out_zero_packet(xfr()), inp())
+elif mode == "stall":
+    print("xfr", out(xfr()), inp(), "zlp", out(b""))
+    print("halted", out(msg(0x65)), "clear", clear_halt())
+    print("status", out(msg(0x65)), inp())
+    print("flag", out_zero_packet(xfr()), inp(), "clear", clear_halt())
+else:
+    print("xfr", out(xfr()), "early", inp(300), "zlp", out(b""), inp())
+    print("xfr", out(xfr()), "status", out(msg(0x65)), inp(), inp())
+    print("flag", out_zero_packet(xfr()), inp())
+EOF2
+}
+
+t_out_zlp() {
+	local usbdev
+
+	want "python3 is installed" command -v python3 >/dev/null || return
+	# The driver's own commands: a 64-byte one, whatever it does with ZLPs
+	emu_start zlpdrv --speed 2
+	need_node || return
+	cc power-on
+	cc apdu 80EE000031000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F202122232425262728292A2B2C2D2E2F30
+	want "64-byte XfrBlock through the driver (rc $rc: $err)" [ "$rc" = 0 ]
+	want "log: it was one packet" log_has '^cmd [0-9]+ type=0x6f slot=0 seq=[0-9]+ len=54 '
+	echo "# the driver sent $(log_count '^out-zlp ') bulk-OUT ZLPs"
+	emu_stop
+
+	emu_start zlpi --speed 2 --node-timeout 1500 --vid 1234 --iface-class 0xff
+	want "not bound" [ -z "$dev" ]
+	usbdev=$(printf '/dev/bus/usb/%03d/%03d' \
+		"$(cat "/sys/bus/usb/devices/$busid/busnum")" \
+		"$(cat "/sys/bus/usb/devices/$busid/devnum")")
+	usbfs_zlp "$usbdev" ignore >"$tmp/zlp.out" 2>&1
+	want "ignore: usbfs view" is "$(cat "$tmp/zlp.out")" "power ok 80 len=13 seq=0 st=00
+xfr ok zlp ok 80 len=51 seq=1 st=00
+flag status=0 actual=64 80 len=51 seq=2 st=00"
+	want "ignore: log: the 0-byte URB" log_has '^out-zlp 2$'
+	want "ignore: log: URB_ZERO_PACKET" log_has '^out-zlp 3$'
+	emu_stop
+
+	emu_start zlps --speed 2 --node-timeout 1500 --vid 1234 \
+		--iface-class 0xff --out-zlp stall
+	usbdev=$(printf '/dev/bus/usb/%03d/%03d' \
+		"$(cat "/sys/bus/usb/devices/$busid/busnum")" \
+		"$(cat "/sys/bus/usb/devices/$busid/devnum")")
+	usbfs_zlp "$usbdev" stall >"$tmp/zlp.out" 2>&1
+	want "stall: usbfs view" is "$(cat "$tmp/zlp.out")" "power ok 80 len=13 seq=0 st=00
+xfr ok 80 len=51 seq=1 st=00 zlp errno32
+halted errno32 clear ok
+status ok 81 len=0 seq=3 st=00
+flag status=-32 actual=64 80 len=51 seq=4 st=00 clear ok"
+	want "stall: log: the ZLP stalled" log_has '^out-zlp stall 2$'
+	want "stall: log: bulk-OUT halted" log_has '^stall ep=0x02$'
+	want "stall: log: cleared" log_has '^clear-halt ep=0x02$'
+	want "stall: log: URB_ZERO_PACKET stalls after the command" \
+		log_after '^cmd 4 type=0x6f' '^out-zlp stall 4$'
+	emu_stop
+
+	emu_start zlpn --speed 2 --node-timeout 1500 --vid 1234 \
+		--iface-class 0xff --out-zlp need
+	usbdev=$(printf '/dev/bus/usb/%03d/%03d' \
+		"$(cat "/sys/bus/usb/devices/$busid/busnum")" \
+		"$(cat "/sys/bus/usb/devices/$busid/devnum")")
+	usbfs_zlp "$usbdev" need >"$tmp/zlp.out" 2>&1
+	want "need: usbfs view" is "$(cat "$tmp/zlp.out")" "power ok 80 len=13 seq=0 st=00
+xfr ok early errno110 zlp ok 80 len=51 seq=1 st=00
+xfr ok status ok 80 len=51 seq=2 st=00 81 len=0 seq=3 st=40
+flag status=0 actual=64 80 len=51 seq=4 st=00"
+	want "need: log: waiting" log_has '^out-zlp-wait 2$'
+	want "need: log: run on its ZLP" log_after '^out-zlp ok 2$' '^cmd 2 type=0x6f'
+	# the GetSlotStatus finds the slot busy with the XfrBlock it started
+	want "need: log: the ZLP missing" log_has '^out-zlp missing 3$'
+	want "need: log: URB_ZERO_PACKET" log_has '^out-zlp ok 5$'
+	want "need: log: no wait for a short command" \
+		bash -c "! grep -qE '^out-zlp-wait (1|4)$' '$log'"
+}
+
+# An answer that fills the driver's bulk-IN URB is followed by a ZLP
+t_in_zlp() {
+	emu_start inzlp --speed 2 --max-msg 256 --in-zlp
+	need_node || return
+	cc power-on
+	cc apdu 80EE0000F4
+	want "a 256-byte answer (rc $rc: $err)" [ "$rc" = 0 ] && \
+		want "ends 90 00" grep -q '90 00$' "$tmp/out"
+	want "log: it filled the URB" \
+		log_has '^answer 2 type=0x80 slot=0 seq=[0-9]+ len=246 '
+	cc apdu 80EE000010
+	want "the next command (rc $rc: $err)" [ "$rc" = 0 ]
+	want "log: a ZLP after the full answer" log_after '^answer 2 ' '^in-zlp$'
+	cc apdu 80EE0000
+	ok_out "and the one after" "90 00"
+	want "log: only that one ZLP" [ "$(log_count '^in-zlp$')" = 1 ]
+}
+
+# The reader NAKs command 2's bulk-OUT until the driver gives up
+t_out_pending() {
+	emu_start pending --out-pending 2
+	need_node || return
+	cc power-on
+	cc apdu 80EE0000
+	want "the held command fails (rc $rc)" [ "$rc" != 0 ]
+	want "log: held" log_has '^out-pending 2 type=0x6f slot=0 seq=[0-9]+$'
+	want "log: unlinked by the driver" log_has '^out-pending-unlinked 2$'
+	want "log: not run" bash -c "! grep -qE '^(cmd|answer) 2 ' '$log'"
+	want "log: the Abort after it served" \
+		log_after '^out-pending-unlinked 2$' '^abort-answered '
+	cc power-on
+	cc apdu 80EE0000
+	ok_out "later commands work" "90 00"
+}
+
+# intf_node N: the node of interface N from the log ("" if none)
+intf_node() {
+	if [ "$1" = 0 ]; then
+		grep -E '^node dev=[^ ]+ busid=[^ ]+$' "$log" | tail -n 1
+	else
+		grep -E "^node dev=[^ ]+ busid=[^ ]+ intf=$1\$" "$log" | tail -n 1
+	fi | sed 's/^node dev=\([^ ]*\) .*/\1/'
+}
+
+t_interfaces() {
+	local dev0 dev1 st
+
+	emu_start two --interfaces 2 --script-intf 1 --drop 2
+	need_node || return
+	want "log: interface 1's node" wait_log '^node dev=[^ ]+ busid=[^ ]+ intf=1$' 5
+	dev0=$(intf_node 0) dev1=$(intf_node 1)
+	want "two nodes ($dev0, $dev1)" [ -n "$dev0" ] && [ -n "$dev1" ] && \
+		[ "$dev0" != "$dev1" ]
+	want "interface 0's node first" \
+		[ "$(grep '^node ' "$log" | head -n 1)" = "node dev=$dev0 busid=$busid" ]
+	want "bNumInterfaces 2" is "$(tr -d ' ' <"/sys/bus/usb/devices/$busid/bNumInterfaces")" 2
+	want "sysfs: interface 0" is "$(ls "/sys/bus/usb/devices/$busid:1.0/usbmisc")" "${dev0#/dev/}"
+	want "sysfs: interface 1" is "$(ls "/sys/bus/usb/devices/$busid:1.1/usbmisc")" "${dev1#/dev/}"
+	want "interface 1's own endpoints" [ -e "/sys/bus/usb/devices/$busid:1.1/ep_84" ]
+	dev=$dev0 cc info
+	want "info on interface 0 (rc $rc: $err)" [ "$rc" = 0 ]
+	dev=$dev1 cc info
+	want "info on interface 1 (rc $rc: $err)" [ "$rc" = 0 ]
+	dev=$dev0 cc power-on
+	ok_out "power-on interface 0" "3B 88 80 01 43 43 49 44 2D 45 4D 55 74"
+	dev=$dev1 cc power-on
+	ok_out "power-on interface 1" "3B 88 80 01 43 43 49 44 2D 45 4D 55 74"
+	want "log: interface 1's commands" log_has '^cmd 1 type=0x62 .* intf=1$'
+	want "log: interface 1's answers" log_has '^answer 1 type=0x80 .* intf=1$'
+	want "log: interface 0's lines as before" \
+		log_has '^cmd 1 type=0x62 slot=0 seq=[0-9]+ len=0 p=[0-9a-f]+ data=-$'
+	dev=$dev1 cc -t 800 apdu 80EE0000
+	want "the script on interface 1 (rc $rc)" [ "$rc" != 0 ]
+	want "log: its ABORT request came with wIndex 1" \
+		log_has '^abort-request wValue=0x[0-9a-f]+ slot=0 seq=[0-9]+ intf=1$'
+	dev=$dev0 cc apdu 80EE0000
+	ok_out "interface 0 unaffected" "90 00"
+	want "ctl: interface 1's card out" emu_ctl "intf 1 remove 0"
+	dev=$dev1 cc status
+	st=$out
+	dev=$dev0 cc status
+	want "only interface 1's card is gone" \
+		is "$st/$out" "card: absent
+clock: running/card: active
+clock: running"
+	want "ctl: interface 1's card in" emu_ctl "intf 1 insert 0"
+
+	# One reset, both readers
+	dev=$dev1 cc power-on
+	want "USB reset" "$emu" --reset-device "$busid"
+	want "log: reset" wait_log '^reset$' 5
+	for _ in $(seq 100); do
+		[ "$(log_count '^node dev=[^ ]+ busid=[^ ]+ intf=1$')" -ge 2 ] && break
+		sleep 0.05
+	done
+	dev0=$(intf_node 0) dev1=$(intf_node 1)
+	dev=$dev0 cc status
+	st=$out
+	dev=$dev1 cc status
+	want "both cards powered off by the reset" \
+		is "$st/$out" "card: inactive
+clock: running/card: inactive
+clock: running"
+	dev=$dev1 cc power-on
+	dev=$dev1 cc apdu 80EE0000
+	ok_out "interface 1 after the reset" "90 00"
+}
+
+# ---------------------------------------------------------------------------
 
 tests=(attach full_speed personality vendor_class hostile_descriptors
-       card_power apdus t0 tpdu_t1 extended escape secure_pad secure_ctl
+       card_power apdus t0 tpdu_t1 extended escape secure_pad compat32
+       secure_ctl
        secure_modify time_extension timeout_abort mute ladder
        abort_request_modes abort_after_clear_halt stall bad_frames
        slot_events usbfs raw_ccid disconnect replug usb_reset revive_on_reset
-       detach_and_stdin two_readers spr332 random throughput)
+       detach_and_stdin two_readers spr332 random throughput
+       lag lag_drop out_zlp in_zlp out_pending interfaces)
 [ $# -eq 0 ] || tests=("$@")
 
 echo "TAP version 13"
@@ -1273,8 +1684,8 @@ if [ "$(id -u)" != 0 ] || [ ! -e /sys/devices/platform/vhci_hcd.0/attach ]; then
 	echo "1..0 # SKIP needs root and vhci-hcd (run it in run-vm --reader none)"
 	exit 4
 fi
-if [ ! -x "$emu" ] || [ ! -x "$ccidctl" ]; then
-	echo "1..0 # SKIP build ccid_emu and tools/ccid/ccidctl first"
+if [ ! -x "$emu" ] || [ ! -x "$ccidctl" ] || [ ! -x "$ccidctl32" ]; then
+	echo "1..0 # SKIP build ccid_emu, tools/ccid/ccidctl and ccidctl32 first"
 	exit 4
 fi
 if [ ! -d /sys/bus/usb/drivers/ccid ]; then
