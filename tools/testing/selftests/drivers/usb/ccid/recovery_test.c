@@ -928,6 +928,35 @@ static void counters_read(struct env *e, struct counters *c)
 	}
 }
 
+/* How far counter @i moved since @before */
+static long attr_delta(struct env *e, const struct counters *before, int i)
+{
+	struct counters now;
+
+	counters_read(e, &now);
+	return now.v[i] - before->v[i];
+}
+
+/* An attribute of the reader, without its newline, compared with @want */
+static int attr_cmp(struct env *e, const char *name, const char *want)
+{
+	char path[PATH_MAX], buf[128];
+
+	strf(path, sizeof(path), "%s/%s", e->attrs, name);
+	read_attr(path, buf, sizeof(buf));
+	buf[strcspn(buf, "\n")] = '\0';
+	return strcmp(buf, want);
+}
+
+static long attr_num_of(struct env *e, const char *name)
+{
+	char path[PATH_MAX], buf[32];
+
+	strf(path, sizeof(path), "%s/%s", e->attrs, name);
+	read_attr(path, buf, sizeof(buf));
+	return strtol(buf, NULL, 10);
+}
+
 /*
  * Every counter moved by exactly @want since @before; EXPECT_DELTAS()
  * takes the deltas in the order of the enum: timeouts, aborts,
@@ -2874,6 +2903,283 @@ TEST_F_TIMEOUT(recovery, user_page_that_never_faults_in, 120)
 	munmap(u.tx, page);
 	emu_stop(e);
 	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* 10. Out-of-step readers, zero-length packets, two interfaces */
+
+/* An echo APDU whose data is @tag, three bytes: its own answer shows it */
+static int echo_tagged(int fd, unsigned int tag, struct ccid_xfer *x)
+{
+	uint8_t apdu[] = { 0x80, 0xee, 0x00, 0x00, 0x03,
+			   tag >> 16, tag >> 8, tag };
+	uint8_t want[] = { tag >> 16, tag >> 8, tag, 0x90, 0x00 };
+	uint8_t rx[64];
+	int ret;
+
+	ret = xfer(fd, CCID_IOC_XFR_BLOCK, apdu, sizeof(apdu), rx, sizeof(rx),
+		   XFR_T_MS, x);
+	if (ret)
+		return ret;
+	return x->rx_len == sizeof(want) && !memcmp(rx, want, sizeof(want)) ?
+	       0 : -EBADMSG;
+}
+
+/* 100 echoes in a row, each with its own answer */
+#define EXPECT_100_OWN_ANSWERS(fd) do {					\
+	struct ccid_xfer __x;						\
+	int __i, __bad = 0;						\
+									\
+	for (__i = 0; __i < 100; __i++)					\
+		__bad += echo_tagged(fd, 0x100000 + __i, &__x) != 0;	\
+	EXPECT_EQ(0, __bad) TH_LOG("echoes without their own answer");	\
+} while (0)
+
+/*
+ * The out-of-step reader of QEMU 7.2: its card dropped one APDU, and each
+ * later card answer carries the bSeq of the oldest one pending, while the
+ * reader answers Abort, status and power itself.  The dropped APDU times
+ * out; then a client looping on power on plus an APDU sees one APDU fail
+ * with EIO, at once (no second timeout), the reader reset, and then
+ * every APDU answered.
+ */
+TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	int i, fails = 0, first_err = 0, i_lag, i_reset;
+	char line[256];
+	int seq;
+
+	ASSERT_OK(emu_start(e, "--lag-drop", "3", NULL));
+	ASSERT_OK(power_on(e->fd, &p));			/* 1 */
+	ASSERT_OK(echo_tagged(e->fd, 1, &x));		/* 2 */
+	counters_read(e, &c0);
+	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));	/* 3, dropped */
+	ASSERT_LE(0, log_find(e, 0, line, sizeof(line),
+			      "^cmd 3 type=0x6f slot=0 seq=[0-9]+ "));
+	ASSERT_EQ(1, sscanf(strstr(line, "seq="), "seq=%d", &seq));
+	EXPECT_EVENT(e, "^no-answer 3 reason=lag-drop$");
+
+	for (i = 0; i < 10; i++) {
+		int ret = power_on(e->fd, &p) ?: echo_tagged(e->fd, 10 + i, &x);
+
+		if (!ret)
+			break;
+		if (!fails++)
+			first_err = ret;
+	}
+	EXPECT_GT(10, i) TH_LOG("no right answer in 10 rounds");
+	EXPECT_EQ(1, fails);
+	EXPECT_EQ(-EIO, first_err) TH_LOG("%s", errname(first_err));
+	/* the lagging answer came, then the reset: no second timeout */
+	i_lag = log_find(e, 0, NULL, 0, "^lag [0-9]+ seq=%d ", seq);
+	i_reset = log_find(e, i_lag, NULL, 0, "^reset$");
+	EXPECT_LE(0, i_lag);
+	EXPECT_LT(i_lag, i_reset);
+	EXPECT_EVENT(e, "^lag-end reason=reset$");
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 1, 1, 0, 0, 1);
+	EXPECT_KMSG(1, e, DRV "slot 0: reader is out of step \\(it answers with the bSeq of a command given up on\\): resetting it$",
+		    e->busre);
+	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
+
+	EXPECT_100_OWN_ANSWERS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * A reader whose every answer, its own ones included, carries the bSeq
+ * of the command before: the first command after the lag starts times
+ * out, and its own recovery finds the power off answered with the
+ * Abort's bSeq: the reader is reset in that recovery.  The next command
+ * from the file is told of the reset, then everything works.
+ */
+TEST_F_TIMEOUT(recovery, out_of_step_every_command, 180)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	int i_cmd3, i_reset;
+
+	ASSERT_OK(emu_start(e, "--lag", "2:1", NULL));
+	ASSERT_OK(power_on(e->fd, &p));			/* 1 */
+	ASSERT_OK(echo_tagged(e->fd, 1, &x));		/* 2 */
+	counters_read(e, &c0);
+	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));
+	EXPECT_EVENT(e, "^lag-start after=2$");
+	i_cmd3 = log_find(e, 0, NULL, 0, "^cmd 3 type=0x6f ");
+	i_reset = log_find(e, i_cmd3, NULL, 0, "^reset$");
+	EXPECT_LT(i_cmd3, i_reset);
+	EXPECT_EVENTS(1, e, "^reset$");
+	EXPECT_EVENT(e, "^lag-end reason=reset$");
+	/* one timeout (the command), no second one in its recovery */
+	EXPECT_EQ(1, attr_delta(e, &c0, C_TIMEOUTS));
+	EXPECT_EQ(1, attr_delta(e, &c0, C_USB_RESETS));
+	EXPECT_EQ(1, attr_delta(e, &c0, C_OUT_OF_STEP));
+	EXPECT_EQ(0, attr_delta(e, &c0, C_CLEAR_HALTS));
+
+	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 3, &x));
+	ASSERT_OK(power_on(e->fd, &p));
+	EXPECT_100_OWN_ANSWERS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * An answer that fills the bulk-IN URB exactly is followed by a
+ * zero-length packet, as a device sends one: it is not the next frame.
+ * (With dwMaxCCIDMessageLength 256 and full speed, the URB is 256 bytes;
+ * an echo of 244 bytes plus SW plus the header fills it.)
+ */
+TEST_F_TIMEOUT(recovery, in_zlp_after_a_full_urb, 60)
+{
+	static const uint8_t le244[] = { 0x80, 0xee, 0x00, 0x00, 0xf4 };
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[256];
+
+	ASSERT_OK(emu_start(e, "--speed", "2", "--max-msg", "256", "--in-zlp",
+			    NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	ASSERT_OK(xfer(e->fd, CCID_IOC_XFR_BLOCK, le244, sizeof(le244), rx,
+		       sizeof(rx), XFR_T_MS, &x));
+	EXPECT_EQ(246, x.rx_len);
+	EXPECT_OK(echo_tagged(e->fd, 7, &x));
+	EXPECT_EVENTS(1, e, "^in-zlp$");
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* A command of exactly one 64-byte packet: 10 + 4 + 1 + 49 */
+static int echo_one_packet(int fd, struct ccid_xfer *x, uint8_t *rx,
+			   size_t size)
+{
+	uint8_t apdu[54] = { 0x80, 0xee, 0x00, 0x00, 49 };
+
+	memset(apdu + 5, 0x5a, 49);
+	return xfer(fd, CCID_IOC_XFR_BLOCK, apdu, sizeof(apdu), rx, size,
+		    XFR_T_MS, x);
+}
+
+/*
+ * No zero-length packet follows a command of whole packets: a reader
+ * that stalls one (QEMU 7.2) gets none, and the command works.
+ */
+TEST_F_TIMEOUT(recovery, out_no_zlp_after_whole_packets, 60)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+
+	ASSERT_OK(emu_start(e, "--speed", "2", "--out-zlp", "stall", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	EXPECT_OK(echo_one_packet(e->fd, &x, rx, sizeof(rx)));
+	EXPECT_EQ(51, x.rx_len);
+	EXPECT_EVENTS(0, e, "^out-zlp");
+	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/* ...and a reader that needs one gets it through the quirk 'z' */
+TEST_F_TIMEOUT(recovery, out_zlp_quirk, 60)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct ccid_xfer x;
+	uint8_t rx[64];
+
+	ASSERT_OK(quirks_set(e, "04e6:e003:z"));
+	ASSERT_OK(emu_start(e, "--speed", "2", "--out-zlp", "need", NULL));
+	EXPECT_EQ(0, attr_cmp(e, "quirks", "out_zlp"));
+	ASSERT_OK(power_on(e->fd, &p));
+	EXPECT_OK(echo_one_packet(e->fd, &x, rx, sizeof(rx)));
+	EXPECT_EQ(51, x.rx_len);
+	EXPECT_EVENT(e, "^out-zlp ok [0-9]+$");
+	EXPECT_EVENTS(0, e, "^out-zlp missing ");
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_OK(quirks_restore(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * A reader that never takes a command (its bulk-OUT URB stays pending):
+ * the command ends with ETIMEDOUT after the bulk-OUT timeout, the URB is
+ * unlinked, and the Abort follows, since the reader may have taken part
+ * of it.
+ */
+TEST_F_TIMEOUT(recovery, out_urb_never_taken, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct counters c0;
+	struct ccid_xfer x;
+	int i_unlink;
+
+	ASSERT_OK(emu_start(e, "--out-pending", "2", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	counters_read(e, &c0);
+	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 1, &x));
+	EXPECT_EQ(0xff, x.status);
+	i_unlink = log_find(e, 0, NULL, 0, "^out-pending-unlinked 2$");
+	EXPECT_LE(0, i_unlink);
+	EXPECT_LT(i_unlink, log_find(e, i_unlink, NULL, 0, "^abort-answered "));
+	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
+	EXPECT_KMSG(1, e, DRV "slot 0: reader does not take command 0x6f$",
+		    e->busre);
+	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 2, &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
+/*
+ * Two CCID interfaces on one device: interface 0's recovery resets the
+ * device with its io_mutex held, and interface 1's pre_reset takes its
+ * own (a lockdep class per interface keeps a lockdep kernel quiet).  Both
+ * readers work afterwards; interface 1's files are told of the reset.
+ */
+TEST_F_TIMEOUT(recovery, two_interfaces_reset_by_one, 180)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct ccid_xfer x;
+	char line[256], dev1[64];
+	int fd1;
+
+	ASSERT_OK(emu_start(e, "--interfaces", "2", "--mute-after", "1",
+			    "--abort", "ignore", "--revive-on-reset", NULL));
+	ASSERT_LE(0, log_find(e, 0, line, sizeof(line),
+			      "^node dev=[^ ]+ busid=[^ ]+ intf=1$"));
+	ASSERT_EQ(1, sscanf(line, "node dev=%63s", dev1));
+	fd1 = open(dev1, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd1);
+	ASSERT_OK(power_on(fd1, &p));
+	ASSERT_OK(echo_tagged(fd1, 1, &x));
+
+	ASSERT_OK(power_on(e->fd, &p));			/* 1: then mute */
+	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));
+	EXPECT_EVENTS(1, e, "^reset$");
+	EXPECT_EQ(1, attr_num_of(e, "usb_resets"));
+
+	EXPECT_ERRNO(ECONNRESET, echo_tagged(fd1, 3, &x));
+	ASSERT_OK(power_on(fd1, &p));
+	EXPECT_OK(echo_tagged(fd1, 4, &x));
+	ASSERT_CARD_WORKS(e->fd);
+	close(fd1);
+	EXPECT_EQ(0, emu_stop(e));
+	expect_kmsg_clean(_metadata, e, __LINE__, true);
 }
 
 TEST_HARNESS_MAIN
