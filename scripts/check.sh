@@ -127,6 +127,9 @@ ksft "ccidctl (host)" "$st/ccidctl_test.sh"
 for k in 6.1 6.12; do
 	ksft "qemu-ccid $k" "$st/run-vm" --kernel "$k" --reader qemu-ccid -- \
 		"$top/$st/vm_suite.sh"
+	# QEMU's reader with the project's VSCard card: every APDU size, and
+	# the out-of-step reader a dropped APDU leaves (about 3 min in TCG)
+	ksft "passthru $k" "$st/passthru_run.sh" --kernel "$k"
 	# about 8 min in TCG, most of it emu_test's randomized and load runs
 	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none \
 		--timeout 2400 -- "$top/$st/vm_emu_suite.sh"
