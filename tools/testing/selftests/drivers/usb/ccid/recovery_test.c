@@ -3182,4 +3182,55 @@ TEST_F_TIMEOUT(recovery, two_interfaces_reset_by_one, 180)
 	expect_kmsg_clean(_metadata, e, __LINE__, true);
 }
 
+/* USBDEVFS_RESET the emulated device from another process, after @ms */
+static pid_t reset_device_later(struct env *e, long ms)
+{
+	char path[PATH_MAX];
+	pid_t pid;
+
+	emu_path(path, sizeof(path));
+	pid = fork();
+	if (pid)
+		return pid;
+	usleep(ms * 1000);
+	execl(path, path, "--reset-device", e->busid, (char *)NULL);
+	_exit(127);
+}
+
+/*
+ * Finding 6: ENODEV means unplugged and nothing else.  A USB reset from
+ * elsewhere (USBDEVFS_RESET) that arrives while a command is in recovery
+ * (here in its Abort, which the reader ignores) ends it with EIO; the
+ * reader is still there and works after the reset.
+ */
+TEST_F_TIMEOUT(recovery, external_reset_during_recovery_is_eio, 120)
+{
+	struct env *e = &self->e;
+	struct ccid_power_on p;
+	struct ccid_xfer x;
+	int status, i_abort, i_reset;
+	pid_t pid;
+
+	ASSERT_OK(emu_start(e, "--drop", "2", "--abort", "ignore", NULL));
+	ASSERT_OK(power_on(e->fd, &p));
+	/* the XfrBlock times out at 1 s; its first Abort runs until 2 s */
+	pid = reset_device_later(e, XFR_T_MS + XFR_T_MS / 2);
+	ASSERT_LT(0, pid);
+	EXPECT_ERRNO(EIO, echo_tagged(e->fd, 1, &x));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+	/* the reset came during the recovery, after its first Abort began */
+	i_abort = log_find(e, 0, NULL, 0, "^abort-cmd ");
+	i_reset = log_find(e, 0, NULL, 0, "^reset$");
+	EXPECT_LE(0, i_abort);
+	EXPECT_LT(i_abort, i_reset);
+	EXPECT_EQ(0, attr_num_of(e, "usb_resets"));
+	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+
+	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 2, &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN(e);
+}
+
 TEST_HARNESS_MAIN
