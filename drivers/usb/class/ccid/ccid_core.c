@@ -465,12 +465,8 @@ static int ccid_parse_intf(struct ccid_dev *dev, struct usb_interface *intf)
 		return -ENODEV;
 	}
 
-	/*
-	 * CCID asks for at least 271 (a short APDU), but SCM firmware says
-	 * 263: take what holds a packet; the ioctls refuse longer commands.
-	 */
-	if (dev->desc.max_msg_len < CCID_MIN_MSG_LEN &&
-	    dev->desc.max_msg_len < in_maxp) {
+	if (ccid_buffer_sizes(dev->desc.max_msg_len, in_maxp, &dev->buf_len,
+			      &dev->in_len)) {
 		dev_err(d, "dwMaxCCIDMessageLength %u too small\n",
 			dev->desc.max_msg_len);
 		return -ENODEV;
@@ -478,8 +474,6 @@ static int ccid_parse_intf(struct ccid_dev *dev, struct usb_interface *intf)
 
 	dev->in_pipe = usb_rcvbulkpipe(dev->udev, usb_endpoint_num(in));
 	dev->out_pipe = usb_sndbulkpipe(dev->udev, usb_endpoint_num(out));
-	dev->buf_len = min_t(size_t, dev->desc.max_msg_len, CCID_MAX_MSG_LEN);
-	dev->in_len = roundup(dev->buf_len, in_maxp);
 	dev->iface_class = alt->desc.bInterfaceClass;
 	dev->ifnum = alt->desc.bInterfaceNumber;
 	return 0;

@@ -449,9 +449,9 @@ static long ccid_ioctl_slot_events(struct ccid_file *f, void __user *argp)
 	for (i = 0; i <= dev->desc.max_slot_index; i++) {
 		const struct ccid_slot *s = &dev->slots[i];
 
-		if (s->present)
+		if (s->presence.present)
 			ev.present |= BIT(i);
-		if (s->known)
+		if (s->presence.known)
 			ev.known |= BIT(i);
 		ev.changes[i] = s->changes;
 		ev.generation[i] = s->gen;

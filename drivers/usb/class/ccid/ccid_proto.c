@@ -581,6 +581,87 @@ static const struct ccid_quirk ccid_quirks[] = {
 };
 
 /**
+ * ccid_buffer_sizes() - the message buffers a reader's descriptor asks for
+ * @max_msg_len: dwMaxCCIDMessageLength
+ * @in_maxp: wMaxPacketSize of bulk-IN (not 0)
+ * @buf_len: the largest message sent or accepted, header included
+ * @in_len: the bulk-IN buffer: @buf_len rounded up to whole packets
+ *
+ * CCID asks for at least 271 bytes (a short APDU), but SCM firmware says
+ * 263: a reader is taken when its messages hold a header and one byte,
+ * and at least a short APDU or a packet; ccid_frame_cmd() refuses the
+ * commands that do not fit.  The buffer never exceeds the largest message
+ * the specification allows.
+ *
+ * Return: 0, or -EINVAL when the reader's messages are too small.
+ */
+int ccid_buffer_sizes(u32 max_msg_len, u16 in_maxp, size_t *buf_len,
+		      size_t *in_len)
+{
+	if (!in_maxp || max_msg_len <= CCID_HDR_SIZE ||
+	    (max_msg_len < CCID_MIN_MSG_LEN && max_msg_len < in_maxp))
+		return -EINVAL;
+	*buf_len = max_msg_len < CCID_MAX_MSG_LEN ? max_msg_len :
+						    CCID_MAX_MSG_LEN;
+	*in_len = (*buf_len + in_maxp - 1) / in_maxp * in_maxp;
+	return 0;
+}
+
+/**
+ * ccid_presence_from_answer() - learn a slot's card presence from bStatus
+ * @p: the slot's presence
+ * @status: the bStatus of an answer for the slot
+ *
+ * The first answer for a slot only teaches what is there; a later one
+ * that disagrees is a change, which the reader's NotifySlotChange may
+ * repeat (see ccid_presence_from_notify()).
+ *
+ * Return: the insertions and removals to count: 0 or 1.
+ */
+unsigned int ccid_presence_from_answer(struct ccid_presence *p, u8 status)
+{
+	bool present = (status & CCID_ICC_STATUS_MASK) != CCID_ICC_ABSENT;
+
+	if (!p->known) {
+		p->known = true;
+		p->present = present;
+		return 0;
+	}
+	if (p->present == present)
+		return 0;
+	p->present = present;
+	p->noted = true;
+	return 1;
+}
+
+/**
+ * ccid_presence_from_notify() - a NotifySlotChange for a slot
+ * @p: the slot's presence
+ * @present: whether a card is there now
+ * @changed: whether the reader saw a change since its last message
+ *
+ * Return: the insertions and removals to count: 0, 1 or 2 (the same
+ * presence as before, yet changed: out and in again).
+ */
+unsigned int ccid_presence_from_notify(struct ccid_presence *p, bool present,
+				       bool changed)
+{
+	unsigned int n = 0;
+
+	if (!p->known)
+		n = changed;
+	else if (p->present != present)
+		n = 1;
+	else if (changed && !p->noted)
+		n = 2;
+	/* else: the change an answer's bmICCStatus already showed */
+	p->noted = false;
+	p->known = true;
+	p->present = present;
+	return n;
+}
+
+/**
  * ccid_find_quirk() - look a reader up in the built-in quirk table
  * @vid: idVendor
  * @pid: idProduct

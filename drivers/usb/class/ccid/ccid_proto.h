@@ -219,6 +219,25 @@ struct ccid_int_msg {
 int ccid_parse_int_msg(const u8 *buf, size_t len, unsigned int num_slots,
 		       struct ccid_int_msg *msg, const char **why);
 
+int ccid_buffer_sizes(u32 max_msg_len, u16 in_maxp, size_t *buf_len,
+		      size_t *in_len);
+
+/**
+ * struct ccid_presence - what the driver knows of a slot's card
+ * @present: a card is in the slot
+ * @known: @present was learnt
+ * @noted: an answer showed the last change before a NotifySlotChange did
+ */
+struct ccid_presence {
+	bool present;
+	bool known;
+	bool noted;
+};
+
+unsigned int ccid_presence_from_answer(struct ccid_presence *p, u8 status);
+unsigned int ccid_presence_from_notify(struct ccid_presence *p, bool present,
+				       bool changed);
+
 /* Reader quirks */
 #define CCID_QUIRK_BROKEN_SECURE	0x00000001	/* 's' */
 #define CCID_QUIRK_BOGUS_FIRMWARE	0x00000002	/* 'f' */

@@ -24,29 +24,20 @@ static void ccid_count_change(struct ccid_dev *dev, u8 slot, unsigned int n)
 }
 
 /**
- * ccid_note_presence() - learn a slot's card presence from bStatus
+ * ccid_note_presence() - learn a slot's card presence from an answer
  * @dev: the reader
  * @slot: the slot an answer came for
  * @status: its bStatus
- *
- * The first answer for a slot only teaches the driver what is there; a
- * later one that disagrees is a change, which the reader's NotifySlotChange
- * may repeat (see ccid_int_presence()).
  */
 void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status)
 {
-	bool present = (status & CCID_ICC_STATUS_MASK) != CCID_ICC_ABSENT;
-	struct ccid_slot *s = &dev->slots[slot];
 	unsigned long flags;
+	unsigned int n;
 
 	spin_lock_irqsave(&dev->lock, flags);
-	if (!s->known) {
-		s->known = true;
-		s->present = present;
-	} else if (s->present != present) {
-		s->present = present;
-		s->noted = true;
-		ccid_count_change(dev, slot, 1);
+	n = ccid_presence_from_answer(&dev->slots[slot].presence, status);
+	if (n) {
+		ccid_count_change(dev, slot, n);
 		wake_up_interruptible(&dev->poll_wait);
 	}
 	spin_unlock_irqrestore(&dev->lock, flags);
@@ -62,23 +53,14 @@ void ccid_note_presence(struct ccid_dev *dev, u8 slot, u8 status)
 void ccid_int_presence(struct ccid_dev *dev, u8 slot, bool present,
 		       bool changed)
 {
-	struct ccid_slot *s = &dev->slots[slot];
+	unsigned int n;
 
 	lockdep_assert_held(&dev->lock);
 
-	if (!s->known) {
-		if (changed)
-			ccid_count_change(dev, slot, 1);
-	} else if (s->present != present) {
-		ccid_count_change(dev, slot, 1);
-	} else if (changed && !s->noted) {
-		/* the same as before, yet changed: out and in again */
-		ccid_count_change(dev, slot, 2);
-	}
-	/* else: the change an answer's bmICCStatus already showed */
-	s->noted = false;
-	s->known = true;
-	s->present = present;
+	n = ccid_presence_from_notify(&dev->slots[slot].presence, present,
+				      changed);
+	if (n)
+		ccid_count_change(dev, slot, n);
 }
 
 /**

@@ -8,6 +8,8 @@
 #include <linux/types.h>
 #include <linux/usb/ccid_reader.h>
 
+#include "ccid_proto.h"
+
 struct ccid_dev;
 struct ccid_file;
 
@@ -23,10 +25,8 @@ enum ccid_step {
 
 /**
  * struct ccid_slot - one slot of a reader, and the card in it
- * @present: a card is in the slot
- * @known: @present was learnt, from an answer or a NotifySlotChange
- * @noted: an answer's bmICCStatus showed the last change before a
- *	NotifySlotChange did; its changed bit then repeats it
+ * @presence: whether a card is there, as answers and NotifySlotChange
+ *	told (the rules are ccid_presence_from_*() in ccid_proto.c)
  * @changes: insertions and removals seen
  * @gen: reset generation: bumped whenever the card lost its state
  * @atr: the ATR of the last successful power-on, @atr_len bytes; a new
@@ -36,15 +36,13 @@ enum ccid_step {
  * @failed_card_path: the failure that set @ladder was on the card path
  *	(XfrBlock, Secure); only an answer on that path proves recovery
  *
- * @present to @atr_len are guarded by ccid_dev.lock (the interrupt-IN
+ * @presence to @atr_len are guarded by ccid_dev.lock (the interrupt-IN
  * completion and answers update presence); @ladder and
  * @failed_card_path by ccid_dev.io_mutex (only the command in flight
  * recovers).
  */
 struct ccid_slot {
-	bool present;
-	bool known;
-	bool noted;
+	struct ccid_presence presence;
 	u32 changes;
 	u32 gen;
 	u8 atr[CCID_MAX_ATR_SIZE];

@@ -263,7 +263,7 @@ static void fuzz_frame(const u8 *in, size_t len)
 /* The interrupt-IN parser, for any number of slots */
 static void fuzz_int(u8 sel, const u8 *in, size_t len)
 {
-	unsigned int slots = 1 + (sel >> 4);
+	unsigned int slots = 1 + (sel >> 5);
 	struct ccid_int_msg msg;
 	const char *why = NULL;
 
@@ -300,6 +300,57 @@ static void fuzz_quirks(const u8 *in, size_t len)
 				  CCID_QUIRK_OUT_ZLP)));
 }
 
+/* The buffers a descriptor asks for, as probe takes them */
+static void fuzz_buffers(const u8 *in, size_t len)
+{
+	size_t buf_len = 0, in_len = 0;
+	u32 max_msg;
+	u16 maxp;
+	int ret;
+
+	if (len < 6)
+		return;
+	max_msg = le32(in);
+	maxp = le16(in + 4);
+	ret = ccid_buffer_sizes(max_msg, maxp, &buf_len, &in_len);
+	if (!maxp || max_msg <= 10 || (max_msg < 271 && max_msg < maxp)) {
+		CHECK(ret == -EINVAL);
+		return;
+	}
+	CHECK(!ret);
+	CHECK(buf_len > 10 && buf_len <= CCID_MAX_MSG_LEN && buf_len <= max_msg);
+	CHECK(in_len >= buf_len && in_len % maxp == 0 &&
+	      in_len < buf_len + maxp);
+}
+
+/*
+ * The slot-presence state machine, driven by a sequence of answers and
+ * NotifySlotChange messages: whatever the order, the changes counted
+ * have the parity of the presence flips since the driver learnt it.
+ */
+static void fuzz_presence(const u8 *in, size_t len)
+{
+	struct ccid_presence p = {};
+	unsigned int total = 0, n;
+	bool base = false;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		bool present = in[i] & 2, changed = in[i] & 4, was = p.known;
+
+		if (in[i] & 1)
+			n = ccid_presence_from_answer(&p, present ? 0 : 2);
+		else
+			n = ccid_presence_from_notify(&p, present, changed);
+		CHECK(n <= 2);
+		CHECK(p.known && p.present == present);
+		if (!was)
+			base = n ? !present : present;
+		total += n;
+		CHECK((total & 1) == (p.present != base));
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -323,7 +374,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_secure(sel, data, size);
 		break;
 	case SEL_MISC:
-		switch ((sel >> 2) & 3) {
+		switch ((sel >> 2) & 7) {
 		case 0:
 			fuzz_misc(data, size);
 			break;
@@ -333,8 +384,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 2:
 			fuzz_int(sel, data, size);
 			break;
-		default:
+		case 3:
 			fuzz_quirks(data, size);
+			break;
+		case 4:
+			fuzz_buffers(data, size);
+			break;
+		default:
+			fuzz_presence(data, size);
 			break;
 		}
 		break;

@@ -1741,4 +1741,51 @@ TEST(fuzz)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Buffer sizes and slot presence                                      */
+/* ------------------------------------------------------------------ */
+
+TEST(buffer_sizes)
+{
+	size_t buf_len, in_len;
+
+	/* SCM's 263 with 64-byte packets */
+	EXPECT_EQ(0, ccid_buffer_sizes(263, 64, &buf_len, &in_len));
+	EXPECT_EQ((size_t)263, buf_len);
+	EXPECT_EQ((size_t)320, in_len);
+	/* a header and one byte that hold a packet */
+	EXPECT_EQ(0, ccid_buffer_sizes(11, 8, &buf_len, &in_len));
+	EXPECT_EQ((size_t)11, buf_len);
+	EXPECT_EQ((size_t)16, in_len);
+	/* the largest message the specification allows, and no more */
+	EXPECT_EQ(0, ccid_buffer_sizes(0xffffffff, 512, &buf_len, &in_len));
+	EXPECT_EQ((size_t)CCID_MAX_MSG_LEN, buf_len);
+	EXPECT_EQ((size_t)66048, in_len);
+	EXPECT_EQ(-EINVAL, ccid_buffer_sizes(10, 8, &buf_len, &in_len));
+	EXPECT_EQ(-EINVAL, ccid_buffer_sizes(270, 512, &buf_len, &in_len));
+	EXPECT_EQ(-EINVAL, ccid_buffer_sizes(271, 0, &buf_len, &in_len));
+	EXPECT_EQ(0, ccid_buffer_sizes(271, 512, &buf_len, &in_len));
+}
+
+TEST(presence)
+{
+	struct ccid_presence p = {};
+
+	/* learning is not a change */
+	EXPECT_EQ(0u, ccid_presence_from_answer(&p, 0x00));
+	EXPECT_TRUE(p.known && p.present);
+	/* an answer shows the removal; the NotifySlotChange repeats it */
+	EXPECT_EQ(1u, ccid_presence_from_answer(&p, 0x02));
+	EXPECT_EQ(0u, ccid_presence_from_notify(&p, false, true));
+	/* the same presence, yet changed: in and out again */
+	EXPECT_EQ(2u, ccid_presence_from_notify(&p, false, true));
+	EXPECT_EQ(1u, ccid_presence_from_notify(&p, true, true));
+	EXPECT_EQ(0u, ccid_presence_from_notify(&p, true, false));
+	/* before the driver knows a slot, the changed bit counts one */
+	memset(&p, 0, sizeof(p));
+	EXPECT_EQ(1u, ccid_presence_from_notify(&p, true, true));
+	memset(&p, 0, sizeof(p));
+	EXPECT_EQ(0u, ccid_presence_from_notify(&p, true, false));
+}
+
 TEST_HARNESS_MAIN
