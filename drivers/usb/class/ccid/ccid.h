@@ -34,16 +34,13 @@ extern unsigned int ccid_time_ext_limit;
 /* Bulk-OUT of one command, and each step of an abort */
 #define CCID_OUT_TIMEOUT_MS	5000
 #define CCID_ABORT_STEP_MS	1000
-/* Answers to older commands dropped before a command gives up */
-#define CCID_MAX_STALE		16
 /* Interrupt-IN errors in a row before the driver stops listening */
 #define CCID_MAX_INT_ERRORS	16
 /*
- * The shortest timeout a caller may ask for: below it, every command of a
- * slow card would run the recovery ladder and reset the card under every
- * other user of the reader
+ * CCID_MIN_TIMEOUT_MS (UAPI) is the shortest timeout a caller may ask
+ * for: below it, every command of a slow card would run the recovery
+ * ladder and reset the card under every other user of the reader.
  */
-#define CCID_MIN_TIMEOUT_MS	500
 /* KOBJ_CHANGE uevents for slot resets: at most this many per interval */
 #define CCID_UEVENT_BURST	10
 #define CCID_UEVENT_INTERVAL	(5 * HZ)

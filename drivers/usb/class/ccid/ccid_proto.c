@@ -580,6 +580,91 @@ static const struct ccid_quirk ccid_quirks[] = {
 	{ 0x04e6, 0x5291, 0x0000, 0x0111, CCID_QUIRK_BOGUS_FIRMWARE, 0x0112 },
 };
 
+/* Tick @a is after tick @b, modulo wrap-around */
+static bool ccid_tick_after(unsigned long a, unsigned long b)
+{
+	return (long)(b - a) < 0;
+}
+
+/**
+ * ccid_wait_start() - start waiting for a command's answer
+ * @w: the wait
+ * @now: the tick the command was sent
+ * @base: its timeout, in ticks
+ * @limit: how long time extensions may stretch the wait, in ticks
+ *
+ * The wait ends @base after @now; time extensions may push it to
+ * max(@base, @limit) after @now, never further.
+ */
+void ccid_wait_start(struct ccid_answer_wait *w, unsigned long now,
+		     unsigned long base, unsigned long limit)
+{
+	w->base = base;
+	w->wait_end = now + base;
+	w->hard_end = now + (base > limit ? base : limit);
+	w->stale = 0;
+	w->extensions = 0;
+}
+
+/**
+ * ccid_wait_frame() - the answer loop's rule for one frame
+ * @w: the wait
+ * @now: the tick the frame arrived
+ * @v: what ccid_check_rsp() said of it
+ * @rsp: its header, for CCID_RSP_STALE and CCID_RSP_TIME_EXT
+ * @abandoned: for a stale frame: its bSeq is that of a command the
+ *	driver gave up on
+ * @why: set for CCID_WAIT_BAD when the reason is the loop's own
+ *
+ * Stale frames do not extend the wait, and the CCID_MAX_STALE-th one
+ * fails the command; a time extension restarts the wait with the timeout
+ * multiplied by bError (0 and 0xff: once), cut at the hard end.
+ *
+ * Return: what to do next.
+ */
+enum ccid_wait_step ccid_wait_frame(struct ccid_answer_wait *w,
+				    unsigned long now,
+				    enum ccid_rsp_verdict v,
+				    const struct ccid_rsp *rsp, bool abandoned,
+				    const char **why)
+{
+	unsigned long mult;
+
+	switch (v) {
+	case CCID_RSP_MATCH:
+		return CCID_WAIT_DONE;
+	case CCID_RSP_STALE:
+		if (abandoned)
+			return CCID_WAIT_LAG;
+		if (++w->stale < CCID_MAX_STALE)
+			return CCID_WAIT_READ;
+		*why = "too many stale answers";
+		return CCID_WAIT_BAD;
+	case CCID_RSP_TIME_EXT:
+		w->extensions++;
+		mult = rsp->error && rsp->error != 0xff ? rsp->error : 1;
+		w->wait_end = now + w->base * mult;
+		if (ccid_tick_after(w->wait_end, w->hard_end) ||
+		    ccid_tick_after(now, w->hard_end))
+			w->wait_end = w->hard_end;
+		return CCID_WAIT_READ;
+	default:
+		return CCID_WAIT_BAD;
+	}
+}
+
+/**
+ * ccid_wait_at_limit() - the wait was cut at its hard end
+ * @w: the wait
+ *
+ * Return: true when time extensions brought the wait to its hard end: a
+ * timeout then is logged as such.
+ */
+bool ccid_wait_at_limit(const struct ccid_answer_wait *w)
+{
+	return w->extensions && w->wait_end == w->hard_end;
+}
+
 /**
  * ccid_buffer_sizes() - the message buffers a reader's descriptor asks for
  * @max_msg_len: dwMaxCCIDMessageLength

@@ -31,6 +31,9 @@
 #define CCID_MIN_MSG_LEN		(CCID_HDR_SIZE + 261)
 #define CCID_MAX_MSG_LEN		(CCID_HDR_SIZE + 65544)
 
+/* Answers to older commands dropped before a command gives up */
+#define CCID_MAX_STALE			16
+
 /* PC_to_RDR message types */
 #define CCID_PC_SET_PARAMS		0x61
 #define CCID_PC_POWER_ON		0x62
@@ -218,6 +221,42 @@ struct ccid_int_msg {
 
 int ccid_parse_int_msg(const u8 *buf, size_t len, unsigned int num_slots,
 		       struct ccid_int_msg *msg, const char **why);
+
+/**
+ * struct ccid_answer_wait - the wait for one command's answer
+ * @base: the command's timeout, in clock ticks
+ * @wait_end: the wait ends at this tick
+ * @hard_end: time extensions never push @wait_end past this tick
+ * @stale: stale frames dropped so far
+ * @extensions: time extensions received so far
+ *
+ * The clock is the caller's (jiffies in the driver, a virtual one in the
+ * fuzzer); ticks compare modulo wrap-around, as time_after() does.
+ */
+struct ccid_answer_wait {
+	unsigned long base;
+	unsigned long wait_end;
+	unsigned long hard_end;
+	unsigned int stale;
+	unsigned int extensions;
+};
+
+/* What the answer loop does with a frame */
+enum ccid_wait_step {
+	CCID_WAIT_DONE,		/* the answer: take it */
+	CCID_WAIT_READ,		/* dropped or extended: read on */
+	CCID_WAIT_LAG,		/* stale, with an abandoned command's bSeq */
+	CCID_WAIT_BAD,		/* garbled, or too many stale frames */
+};
+
+void ccid_wait_start(struct ccid_answer_wait *w, unsigned long now,
+		     unsigned long base, unsigned long limit);
+enum ccid_wait_step ccid_wait_frame(struct ccid_answer_wait *w,
+				    unsigned long now,
+				    enum ccid_rsp_verdict v,
+				    const struct ccid_rsp *rsp, bool abandoned,
+				    const char **why);
+bool ccid_wait_at_limit(const struct ccid_answer_wait *w);
 
 int ccid_buffer_sizes(u32 max_msg_len, u16 in_maxp, size_t *buf_len,
 		      size_t *in_len);

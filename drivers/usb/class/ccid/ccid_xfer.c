@@ -576,40 +576,44 @@ static void ccid_take_answer(struct ccid_dev *dev, struct ccid_cmd *cmd)
 	ccid_note_presence(dev, cmd->hdr.slot, cmd->rsp.status);
 }
 
-/* A frame that is not the answer: stale, out of step, or garbled */
-static bool ccid_frame_is_lag(struct ccid_dev *dev, const struct ccid_rsp *rsp)
+/* Count a frame that is not the answer; the rules are ccid_wait_frame()'s */
+static void ccid_count_frame(struct ccid_dev *dev, enum ccid_rsp_verdict v,
+			     const struct ccid_rsp *rsp)
 {
-	atomic_inc(&dev->stats.stale_frames);
-	dev_dbg_ratelimited(&dev->intf->dev, "dropped answer to bSeq %u\n",
-			    rsp->seq);
-	return test_bit(rsp->seq, dev->abandoned);
+	if (v == CCID_RSP_TIME_EXT) {
+		atomic_inc(&dev->stats.time_extensions);
+	} else if (v == CCID_RSP_STALE) {
+		atomic_inc(&dev->stats.stale_frames);
+		dev_dbg_ratelimited(&dev->intf->dev,
+				    "dropped answer to bSeq %u\n", rsp->seq);
+	}
 }
 
 /*
- * Read bulk-IN until the answer to the command with @seq arrives.  Stale
- * answers do not extend the wait, but one that carries the bSeq of an
- * abandoned command ends it at once; a time extension restarts it with
- * the timeout multiplied by bError, but never past max(timeout,
- * time_ext_limit) after the command was sent.
+ * Read bulk-IN until the answer to the command with @seq arrives, as
+ * ccid_wait_frame() rules: stale answers do not extend the wait, but one
+ * that carries the bSeq of an abandoned command ends it at once; a time
+ * extension restarts it, never past max(timeout, time_ext_limit) after
+ * the command was sent.
  */
 static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			     u8 seq, struct ccid_failure *fail)
 {
-	unsigned long base = msecs_to_jiffies(cmd->timeout_ms);
 	unsigned int limit_s = clamp_val(READ_ONCE(ccid_time_ext_limit), 1,
 					 CCID_TIME_EXT_LIMIT_MAX);
-	unsigned long wait_end = jiffies + base, hard_end;
-	unsigned int stale = 0, extensions = 0;
+	struct ccid_answer_wait w;
 	enum ccid_rsp_verdict v;
+	bool abandoned;
 	size_t actual;
 	int ret;
 
-	hard_end = jiffies + max(base, msecs_to_jiffies(limit_s * MSEC_PER_SEC));
+	ccid_wait_start(&w, jiffies, msecs_to_jiffies(cmd->timeout_ms),
+			msecs_to_jiffies(limit_s * MSEC_PER_SEC));
 	for (;;) {
-		ret = ccid_recv(dev, wait_end, true, &actual);
+		ret = ccid_recv(dev, w.wait_end, true, &actual);
 		if (ret) {
 			ccid_classify_urb_error(dev, dev->in_pipe, ret, fail);
-			if (extensions && wait_end == hard_end)
+			if (ccid_wait_at_limit(&w))
 				fail->why = "time extensions past the limit";
 			return;
 		}
@@ -620,36 +624,25 @@ static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			v = ccid_check_rsp(dev->in_buf, actual, cmd->hdr.type,
 					   cmd->hdr.slot, seq, &cmd->rsp,
 					   &fail->why);
-		switch (v) {
-		case CCID_RSP_MATCH:
+		ccid_count_frame(dev, v, &cmd->rsp);
+		abandoned = v == CCID_RSP_STALE &&
+			    test_bit(cmd->rsp.seq, dev->abandoned);
+		switch (ccid_wait_frame(&w, jiffies, v, &cmd->rsp, abandoned,
+					&fail->why)) {
+		case CCID_WAIT_DONE:
 			ccid_take_answer(dev, cmd);
 			return;
-		case CCID_RSP_STALE:
-			if (ccid_frame_is_lag(dev, &cmd->rsp)) {
-				fail->fault = CCID_FAULT_LAG;
-				fail->err = -EIO;
-				return;
-			}
-			if (++stale < CCID_MAX_STALE)
-				continue;
-			fail->why = "too many stale answers";
-			break;
-		case CCID_RSP_TIME_EXT:
-			atomic_inc(&dev->stats.time_extensions);
-			extensions++;
-			/* bError multiplies the timeout; 0 and 0xff keep it */
-			wait_end = jiffies + base *
-				(cmd->rsp.error && cmd->rsp.error != 0xff ?
-				 cmd->rsp.error : 1);
-			if (time_after(wait_end, hard_end))
-				wait_end = hard_end;
+		case CCID_WAIT_READ:
 			continue;
-		case CCID_RSP_BAD:
-			break;
+		case CCID_WAIT_LAG:
+			fail->fault = CCID_FAULT_LAG;
+			fail->err = -EIO;
+			return;
+		case CCID_WAIT_BAD:
+			fail->fault = CCID_FAULT_GARBLED;
+			fail->err = -EPROTO;
+			return;
 		}
-		fail->fault = CCID_FAULT_GARBLED;
-		fail->err = -EPROTO;
-		return;
 	}
 }
 

@@ -13,8 +13,12 @@
  *  - every field named reserved* must be zero on input, otherwise the
  *    call fails with -EINVAL;
  *  - timeout_ms == 0 selects the driver's default timeout for the
- *    command; larger values are capped at CCID_MAX_TIMEOUT_MS; a Secure
- *    command waits at least 90 s, or bTimeOut + 10 s if that is longer;
+ *    command; other values are raised to CCID_MIN_TIMEOUT_MS and capped
+ *    at CCID_MAX_TIMEOUT_MS; a Secure command waits at least 90 s, or
+ *    bTimeOut + 10 s if that is longer;
+ *  - a file opened read-only may only use CCID_IOC_GET_INFO,
+ *    CCID_IOC_SLOT_STATUS, CCID_IOC_GET_PARAMS and CCID_IOC_SLOT_EVENTS;
+ *    the others fail with -EBADF;
  *  - the out fields (status, error, ...) are written back even when the
  *    call fails after the reader answered, so that a daemon can see the
  *    reader's words next to the errno.
@@ -34,6 +38,7 @@
 #define CCID_MAX_SLOT_COUNT		16
 #define CCID_MAX_ATR_SIZE		64
 #define CCID_MAX_PARAMS_SIZE		32
+#define CCID_MIN_TIMEOUT_MS		500
 #define CCID_MAX_TIMEOUT_MS		600000
 
 /* bPowerSelect of PC_to_RDR_IccPowerOn */

@@ -351,6 +351,63 @@ static void fuzz_presence(const u8 *in, size_t len)
 	}
 }
 
+/* Tick @a is after tick @b, as the driver's time_after() */
+static bool after(unsigned long a, unsigned long b)
+{
+	return (long)(b - a) < 0;
+}
+
+/*
+ * The answer loop on a virtual clock that starts near the wrap-around: a
+ * reader sends any sequence of frames (each byte pair: how long after the
+ * last one, and what it is).  Whatever it sends, the loop ends by the hard
+ * end, never moves the deadline past it, and drops at most
+ * CCID_MAX_STALE - 1 stale frames.
+ */
+static void fuzz_wait(const u8 *in, size_t len)
+{
+	static const enum ccid_rsp_verdict verdicts[] = {
+		CCID_RSP_STALE, CCID_RSP_TIME_EXT, CCID_RSP_TIME_EXT,
+		CCID_RSP_TIME_EXT, CCID_RSP_STALE, CCID_RSP_MATCH,
+		CCID_RSP_BAD, CCID_RSP_TIME_EXT,
+	};
+	unsigned long start, now, base, limit;
+	struct ccid_answer_wait w;
+	struct ccid_rsp rsp = {};
+	enum ccid_wait_step step = CCID_WAIT_READ;
+	const char *why = NULL;
+	unsigned int stale = 0;
+	size_t i;
+
+	if (len < 5)
+		return;
+	start = now = (unsigned long)-1 - le16(in) * 16ul;
+	base = 1 + in[2] * 8ul;
+	limit = le16(in + 3);
+	ccid_wait_start(&w, now, base, limit);
+	CHECK(w.hard_end - start == (base > limit ? base : limit));
+	for (i = 5; i + 1 < len && step == CCID_WAIT_READ; i += 2) {
+		enum ccid_rsp_verdict v = verdicts[in[i] & 7];
+
+		now += in[i + 1] * (in[i] >> 3);
+		if (after(now, w.wait_end))
+			break;	/* the driver's read timed out */
+		rsp.error = in[i + 1];
+		step = ccid_wait_frame(&w, now, v, &rsp, in[i] == 0xf8, &why);
+		CHECK(!after(w.wait_end, w.hard_end));
+		if (v == CCID_RSP_TIME_EXT) {
+			CHECK(step == CCID_WAIT_READ);
+			CHECK(!after(now, w.wait_end) || w.wait_end == w.hard_end);
+		}
+		if (v == CCID_RSP_STALE && step == CCID_WAIT_READ)
+			CHECK(++stale < CCID_MAX_STALE);
+		if (v == CCID_RSP_MATCH)
+			CHECK(step == CCID_WAIT_DONE);
+	}
+	/* the wait never outlives its hard end */
+	CHECK(w.wait_end - start <= w.hard_end - start);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -389,6 +446,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 4:
 			fuzz_buffers(data, size);
+			break;
+		case 5:
+			fuzz_wait(data, size);
 			break;
 		default:
 			fuzz_presence(data, size);
