@@ -34,6 +34,12 @@ extern unsigned int ccid_time_ext_limit;
 /* Bulk-OUT of one command, and each step of an abort */
 #define CCID_OUT_TIMEOUT_MS	5000
 #define CCID_ABORT_STEP_MS	1000
+/*
+ * After a stale answer with the bSeq of a command given up on, the
+ * command's own answer may still follow (the stale one was late); when it
+ * does not within this time, the reader is out of step
+ */
+#define CCID_LAG_GRACE_MS	1000
 /* Interrupt-IN errors in a row before the driver stops listening */
 #define CCID_MAX_INT_ERRORS	16
 /*

@@ -592,18 +592,23 @@ static bool ccid_tick_after(unsigned long a, unsigned long b)
  * @now: the tick the command was sent
  * @base: its timeout, in ticks
  * @limit: how long time extensions may stretch the wait, in ticks
+ * @grace: how long the command's own answer may still come after a
+ *	stale frame with an abandoned command's bSeq, in ticks
  *
  * The wait ends @base after @now; time extensions may push it to
  * max(@base, @limit) after @now, never further.
  */
 void ccid_wait_start(struct ccid_answer_wait *w, unsigned long now,
-		     unsigned long base, unsigned long limit)
+		     unsigned long base, unsigned long limit,
+		     unsigned long grace)
 {
 	w->base = base;
 	w->wait_end = now + base;
 	w->hard_end = now + (base > limit ? base : limit);
+	w->grace = grace;
 	w->stale = 0;
 	w->extensions = 0;
+	w->lagged = false;
 }
 
 /**
@@ -617,8 +622,13 @@ void ccid_wait_start(struct ccid_answer_wait *w, unsigned long now,
  * @why: set for CCID_WAIT_BAD when the reason is the loop's own
  *
  * Stale frames do not extend the wait, and the CCID_MAX_STALE-th one
- * fails the command; a time extension restarts the wait with the timeout
- * multiplied by bError (0 and 0xff: once), cut at the hard end.
+ * fails the command.  One with an abandoned command's bSeq is either a
+ * late answer, after which the command's own answer follows, or the
+ * sign of a reader out of step, whose answer to this command it is: the
+ * wait is cut to @grace, and ends with @w->lagged set when nothing else
+ * comes.  A time extension restarts the wait with the timeout multiplied
+ * by bError (0 and 0xff: once), cut at the hard end; it carries this
+ * command's bSeq, so the reader is in step after all.
  *
  * Return: what to do next.
  */
@@ -634,8 +644,11 @@ enum ccid_wait_step ccid_wait_frame(struct ccid_answer_wait *w,
 	case CCID_RSP_MATCH:
 		return CCID_WAIT_DONE;
 	case CCID_RSP_STALE:
-		if (abandoned)
-			return CCID_WAIT_LAG;
+		if (abandoned && !w->lagged) {
+			w->lagged = true;
+			if (ccid_tick_after(w->wait_end, now + w->grace))
+				w->wait_end = now + w->grace;
+		}
 		if (++w->stale < CCID_MAX_STALE)
 			return CCID_WAIT_READ;
 		*why = "too many stale answers";
@@ -647,6 +660,8 @@ enum ccid_wait_step ccid_wait_frame(struct ccid_answer_wait *w,
 		if (ccid_tick_after(w->wait_end, w->hard_end) ||
 		    ccid_tick_after(now, w->hard_end))
 			w->wait_end = w->hard_end;
+		/* the reader knows this command: it is in step after all */
+		w->lagged = false;
 		return CCID_WAIT_READ;
 	default:
 		return CCID_WAIT_BAD;

@@ -227,8 +227,11 @@ int ccid_parse_int_msg(const u8 *buf, size_t len, unsigned int num_slots,
  * @base: the command's timeout, in clock ticks
  * @wait_end: the wait ends at this tick
  * @hard_end: time extensions never push @wait_end past this tick
+ * @grace: how long the command's own answer may still come after a
+ *	frame that showed the reader out of step
  * @stale: stale frames dropped so far
  * @extensions: time extensions received so far
+ * @lagged: a stale frame carried the bSeq of an abandoned command
  *
  * The clock is the caller's (jiffies in the driver, a virtual one in the
  * fuzzer); ticks compare modulo wrap-around, as time_after() does.
@@ -237,20 +240,22 @@ struct ccid_answer_wait {
 	unsigned long base;
 	unsigned long wait_end;
 	unsigned long hard_end;
+	unsigned long grace;
 	unsigned int stale;
 	unsigned int extensions;
+	bool lagged;
 };
 
 /* What the answer loop does with a frame */
 enum ccid_wait_step {
 	CCID_WAIT_DONE,		/* the answer: take it */
 	CCID_WAIT_READ,		/* dropped or extended: read on */
-	CCID_WAIT_LAG,		/* stale, with an abandoned command's bSeq */
 	CCID_WAIT_BAD,		/* garbled, or too many stale frames */
 };
 
 void ccid_wait_start(struct ccid_answer_wait *w, unsigned long now,
-		     unsigned long base, unsigned long limit);
+		     unsigned long base, unsigned long limit,
+		     unsigned long grace);
 enum ccid_wait_step ccid_wait_frame(struct ccid_answer_wait *w,
 				    unsigned long now,
 				    enum ccid_rsp_verdict v,

@@ -181,14 +181,15 @@ static int ccid_recv(struct ccid_dev *dev, unsigned long end,
  * ask (QEMU 7.2 answers ResetParameters with a bad dwLength).  The Abort
  * cannot take that: it shares its bSeq with the command it aborts.
  *
- * Return: 0, CCID_OUT_OF_STEP when a frame carries the bSeq of another
- * abandoned command, or a negative errno.
+ * Return: 0, CCID_OUT_OF_STEP when a frame carried the bSeq of another
+ * abandoned command and the answer did not follow, or a negative errno.
  */
 static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 			  bool any_frame)
 {
 	unsigned long step = msecs_to_jiffies(CCID_ABORT_STEP_MS);
 	enum ccid_rsp_verdict v;
+	bool lagged = false;
 	struct ccid_rsp rsp;
 	const char *why;
 	size_t actual;
@@ -197,7 +198,7 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 	for (i = 0; i < CCID_MAX_STALE; i++) {
 		ret = ccid_recv(dev, jiffies + step, false, &actual);
 		if (ret)
-			return ret;
+			return lagged && ret == -ETIMEDOUT ? CCID_OUT_OF_STEP : ret;
 		v = CCID_RSP_BAD;
 		if (actual <= dev->buf_len)
 			v = ccid_check_rsp(dev->in_buf, actual, type, slot, seq,
@@ -206,16 +207,20 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 			ccid_note_presence(dev, slot, rsp.status);
 			return 0;
 		}
-		/* only a well-formed frame is evidence */
+		/*
+		 * Only a well-formed frame is evidence; a late answer is
+		 * followed by the one awaited, a reader out of step sends
+		 * nothing more
+		 */
 		if (v == CCID_RSP_STALE && rsp.seq != seq &&
 		    test_bit(rsp.seq, dev->abandoned))
-			return CCID_OUT_OF_STEP;
+			lagged = true;
 		if (any_frame && actual >= CCID_HDR_SIZE &&
 		    dev->in_buf[CCID_OFF_SEQ] == seq &&
 		    dev->in_buf[CCID_OFF_SLOT] == slot)
 			return 0;
 	}
-	return -EPROTO;
+	return lagged ? CCID_OUT_OF_STEP : -EPROTO;
 }
 
 /* A header-only command of the driver's own, e.g. IccPowerOff */
@@ -592,7 +597,8 @@ static void ccid_count_frame(struct ccid_dev *dev, enum ccid_rsp_verdict v,
 /*
  * Read bulk-IN until the answer to the command with @seq arrives, as
  * ccid_wait_frame() rules: stale answers do not extend the wait, but one
- * that carries the bSeq of an abandoned command ends it at once; a time
+ * that carries the bSeq of an abandoned command cuts it to
+ * CCID_LAG_GRACE_MS, after which the reader is out of step; a time
  * extension restarts it, never past max(timeout, time_ext_limit) after
  * the command was sent.
  */
@@ -608,9 +614,15 @@ static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 	int ret;
 
 	ccid_wait_start(&w, jiffies, msecs_to_jiffies(cmd->timeout_ms),
-			msecs_to_jiffies(limit_s * MSEC_PER_SEC));
+			msecs_to_jiffies(limit_s * MSEC_PER_SEC),
+			msecs_to_jiffies(CCID_LAG_GRACE_MS));
 	for (;;) {
 		ret = ccid_recv(dev, w.wait_end, true, &actual);
+		if (ret == -ETIMEDOUT && w.lagged) {
+			fail->fault = CCID_FAULT_LAG;
+			fail->err = -EIO;
+			return;
+		}
 		if (ret) {
 			ccid_classify_urb_error(dev, dev->in_pipe, ret, fail);
 			if (ccid_wait_at_limit(&w))
@@ -634,10 +646,6 @@ static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 			return;
 		case CCID_WAIT_READ:
 			continue;
-		case CCID_WAIT_LAG:
-			fail->fault = CCID_FAULT_LAG;
-			fail->err = -EIO;
-			return;
 		case CCID_WAIT_BAD:
 			fail->fault = CCID_FAULT_GARBLED;
 			fail->err = -EPROTO;

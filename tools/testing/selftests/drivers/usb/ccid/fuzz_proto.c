@@ -361,8 +361,9 @@ static bool after(unsigned long a, unsigned long b)
  * The answer loop on a virtual clock that starts near the wrap-around: a
  * reader sends any sequence of frames (each byte pair: how long after the
  * last one, and what it is).  Whatever it sends, the loop ends by the hard
- * end, never moves the deadline past it, and drops at most
- * CCID_MAX_STALE - 1 stale frames.
+ * end, never moves the deadline past it, drops at most
+ * CCID_MAX_STALE - 1 stale frames, and once a frame showed the reader out
+ * of step waits no more than the grace for the command's own answer.
  */
 static void fuzz_wait(const u8 *in, size_t len)
 {
@@ -376,7 +377,9 @@ static void fuzz_wait(const u8 *in, size_t len)
 	struct ccid_rsp rsp = {};
 	enum ccid_wait_step step = CCID_WAIT_READ;
 	const char *why = NULL;
+	unsigned long lag_at = 0;
 	unsigned int stale = 0;
+	bool was_lagged;
 	size_t i;
 
 	if (len < 5)
@@ -384,7 +387,7 @@ static void fuzz_wait(const u8 *in, size_t len)
 	start = now = (unsigned long)-1 - le16(in) * 16ul;
 	base = 1 + in[2] * 8ul;
 	limit = le16(in + 3);
-	ccid_wait_start(&w, now, base, limit);
+	ccid_wait_start(&w, now, base, limit, 100);
 	CHECK(w.hard_end - start == (base > limit ? base : limit));
 	for (i = 5; i + 1 < len && step == CCID_WAIT_READ; i += 2) {
 		enum ccid_rsp_verdict v = verdicts[in[i] & 7];
@@ -393,8 +396,14 @@ static void fuzz_wait(const u8 *in, size_t len)
 		if (after(now, w.wait_end))
 			break;	/* the driver's read timed out */
 		rsp.error = in[i + 1];
+		was_lagged = w.lagged;
 		step = ccid_wait_frame(&w, now, v, &rsp, in[i] == 0xf8, &why);
 		CHECK(!after(w.wait_end, w.hard_end));
+		if (w.lagged && !was_lagged)
+			lag_at = now;
+		/* out of step: the own answer gets the grace, no more */
+		if (w.lagged)
+			CHECK(!after(w.wait_end, lag_at + 100));
 		if (v == CCID_RSP_TIME_EXT) {
 			CHECK(step == CCID_WAIT_READ);
 			CHECK(!after(now, w.wait_end) || w.wait_end == w.hard_end);
