@@ -53,6 +53,19 @@ struct ccid_failure {
 /* Internal: a driver's own command saw an answer with an abandoned bSeq */
 #define CCID_OUT_OF_STEP	(-EILSEQ)
 
+/*
+ * Whether @got is the bSeq of a command the driver gave up on and that
+ * went out before the last one sent.  A bSeq ahead of the last one sent
+ * (a reader's garbled "next" bSeq) is never evidence, even when a
+ * command 256 commands ago had it.  Under io_mutex.
+ */
+static bool ccid_seq_abandoned(struct ccid_dev *dev, u8 got)
+{
+	u8 behind = (u8)(dev->seq - 1 - got);
+
+	return behind && behind < 128 && test_bit(got, dev->abandoned);
+}
+
 static void ccid_urb_complete(struct urb *urb)
 {
 	struct ccid_dev *dev = urb->context;
@@ -213,7 +226,7 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 		 * nothing more
 		 */
 		if (v == CCID_RSP_STALE && rsp.seq != seq &&
-		    test_bit(rsp.seq, dev->abandoned))
+		    ccid_seq_abandoned(dev, rsp.seq))
 			lagged = true;
 		if (any_frame && actual >= CCID_HDR_SIZE &&
 		    dev->in_buf[CCID_OFF_SEQ] == seq &&
@@ -638,7 +651,7 @@ static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 					   &fail->why);
 		ccid_count_frame(dev, v, &cmd->rsp);
 		abandoned = v == CCID_RSP_STALE &&
-			    test_bit(cmd->rsp.seq, dev->abandoned);
+			    ccid_seq_abandoned(dev, cmd->rsp.seq);
 		switch (ccid_wait_frame(&w, jiffies, v, &cmd->rsp, abandoned,
 					&fail->why)) {
 		case CCID_WAIT_DONE:
