@@ -24,58 +24,15 @@
  * Run: tools/testing/selftests/drivers/usb/ccid/run-vm --reader none -- \
  *	tools/testing/selftests/drivers/usb/ccid/recovery_test
  * The emulator's events and the new kernel log lines are shown for a test
- * that fails, and for every test with CCID_RECOVERY_VERBOSE=1.  CCID_EMU
- * names another emulator binary.
+ * that fails, and for every test with CCID_VERBOSE=1.  CCID_EMU
+ * names another emulator binary.  The harness is emu_harness.h.
  */
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <pthread.h>
-#include <regex.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <linux/netlink.h>
 #include <linux/userfaultfd.h>
-#include <linux/usb/ccid_reader.h>
 
-/*
- * The harness's functions do not use all their parameters, and its
- * EXPECT_EQ(0, unsigned_field) compares an int with an unsigned.  Its
- * TEST_F() wrapper reads "child" after a longjmp; with a parent teardown
- * either value leads to exactly one teardown, which works in either
- * process (see env_teardown()).
- */
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wclobbered"
-#include "kselftest_harness.h"
-#include "ccid_test_util.h"
+#include "emu_harness.h"
 
-#ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
-#endif
-
-#define VHCI_ATTACH		"/sys/devices/platform/vhci_hcd.0/attach"
-#define QUIRKS_PARAM		"/sys/module/ccid/parameters/quirks"
 #define TIME_EXT_PARAM		"/sys/module/ccid/parameters/time_ext_limit"
 #define USBCORE_QUIRKS		"/sys/module/usbcore/parameters/quirks"
 #define PM_WAIT_MS		10000
@@ -90,15 +47,12 @@
 #define LADDER_MAX_MS		40000
 /* A signal, CCID_IOC_ABORT or an unplug ends a command this fast */
 #define PROMPT_MS		10000
-/* Attach, enumeration and bind under TCG */
-#define NODE_WAIT_MS		30000
-#define EMU_EXIT_MS		5000
 
 /* ------------------------------------------------------------------ */
 /* APDUs, PIN blocks */
 
 /* ccid_emu's echo: 80 EE P1 P2 Lc DATA -> DATA 90 00 */
-static const uint8_t echo_apdu[] = {
+static const uint8_t echo_cmd[] = {
 	0x80, 0xee, 0x00, 0x00, 0x04, 0x01, 0x02, 0x03, 0x04
 };
 
@@ -148,968 +102,24 @@ static const uint8_t modify_blk[] = {
 	0x00, 0x82
 };
 
-/* ------------------------------------------------------------------ */
-/* Small helpers */
-
-/* A whole file, NUL-terminated, or NULL */
-static char *slurp(const char *path)
-{
-	size_t size = 4096, len = 0;
-	char *buf = malloc(size);
-	ssize_t n;
-	int fd;
-
-	if (!buf)
-		return NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		free(buf);
-		return NULL;
-	}
-	for (;;) {
-		if (len + 1 >= size) {
-			char *p = realloc(buf, size * 2);
-
-			if (!p)
-				break;
-			buf = p;
-			size *= 2;
-		}
-		n = read(fd, buf + len, size - 1 - len);
-		if (n <= 0)
-			break;
-		len += n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	return buf;
-}
-
-/* A sysfs attribute, NUL-terminated, newline kept; "" when unreadable */
-static void read_attr(const char *path, char *buf, size_t size)
-{
-	ssize_t n = -1;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, buf, size - 1);
-		close(fd);
-	}
-	buf[n < 0 ? 0 : n] = '\0';
-}
-
-static int pidfd_open_(pid_t pid)
-{
-	return syscall(SYS_pidfd_open, pid, 0);
-}
-
-/* ------------------------------------------------------------------ */
-/* The environment of a test: an emulator, its reader, the kernel log */
-
-struct env {
-	pid_t emu_pid;			/* 0: none running */
-	int emu_status;			/* its wait status once reaped */
-	int ctl_fd, kmsg_fd, fd;	/* valid in the test process only */
-	int uevent_fd;
-	char dir[64];			/* temporary directory */
-	char log[128], ctl[128], err[128];
-	char dev[64];			/* /dev/ccidN */
-	char busid[32];			/* USB device, e.g. 3-1 */
-	char busre[64];			/* the same, as a regex */
-	char attrs[PATH_MAX];		/* /sys/class/usbmisc/ccidN/device */
-	struct saved_param {
-		const char *path;
-		char val[256];
-		bool changed;
-	} params[3];			/* module parameters to put back */
-	size_t kmsg_len;
-	char kmsg[1 << 16];		/* new kernel log lines, text only */
-};
-
-static void env_init(struct env *e)
-{
-	memset(e, 0, sizeof(*e));
-	e->ctl_fd = -1;
-	e->kmsg_fd = -1;
-	e->fd = -1;
-	e->uevent_fd = -1;
-}
-
-/* Why the tests cannot run here, or NULL */
-static const char *env_skip_reason(void)
-{
-	if (!in_vm())
-		return "not in the ccid test VM (CCID_VM unset): use run-vm --reader none";
-	if (access(VHCI_ATTACH, W_OK))
-		return "vhci_hcd is not loaded (no " VHCI_ATTACH ")";
-	return NULL;
-}
-
-/* ---- the kernel log ---- */
-
-/* Only lines logged from now on count */
-static void kmsg_mark(struct env *e)
-{
-	if (e->kmsg_fd < 0)
-		e->kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (e->kmsg_fd >= 0)
-		lseek(e->kmsg_fd, 0, SEEK_END);
-	e->kmsg_len = 0;
-	e->kmsg[0] = '\0';
-}
-
-/* Append the new records' text ("pri,seq,ts,flags;text\n KEY=..") */
-static void kmsg_pull(struct env *e)
-{
-	char rec[8192];
-	ssize_t n;
-
-	if (e->kmsg_fd < 0)
-		return;
-	for (;;) {
-		char *text, *nl;
-		size_t len;
-
-		n = read(e->kmsg_fd, rec, sizeof(rec) - 1);
-		if (n < 0 && errno == EPIPE)
-			continue;	/* overwritten records: go on */
-		/* EAGAIN: nothing new; EINVAL: cannot happen with 8 KiB */
-		if (n <= 0)
-			break;
-		rec[n] = '\0';
-		text = strchr(rec, ';');
-		if (!text)
-			continue;
-		text++;
-		nl = strchr(text, '\n');
-		if (nl)
-			*nl = '\0';
-		len = strlen(text);
-		if (e->kmsg_len + len + 2 > sizeof(e->kmsg))
-			continue;
-		memcpy(e->kmsg + e->kmsg_len, text, len);
-		e->kmsg_len += len;
-		e->kmsg[e->kmsg_len++] = '\n';
-		e->kmsg[e->kmsg_len] = '\0';
-	}
-}
-
-/* Lines of @text matching the regex, counted */
-static int count_lines(const char *text, const char *re)
-{
-	const char *p = text;
-	char line[1024];
-	regex_t r;
-	int n = 0;
-
-	if (!text || regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
-		return -1;
-	while (*p) {
-		size_t len = strcspn(p, "\n");
-
-		strf(line, sizeof(line), "%.*s", (int)len, p);
-		if (!regexec(&r, line, 0, NULL, 0))
-			n++;
-		p += len;
-		if (*p)
-			p++;
-	}
-	regfree(&r);
-	return n;
-}
-
-static int __printf(2, 3) kmsg_count(struct env *e, const char *fmt, ...)
-{
-	char re[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(re, sizeof(re), fmt, ap);
-	va_end(ap);
-	kmsg_pull(e);
-	return count_lines(e->kmsg, re);
-}
-
-/* The driver's lines about this reader start with this */
-#define DRV	"^ccid %s:1\\.0: "
 /* What recovery logs when the reader answers the Abort and no more */
 #define ABORT_ONLY_LINE	DRV "slot 0: abort answered, but not a power off \\(-110\\)$"
 
-static const char * const kernel_bad[] = {
-	"BUG:", "WARNING:", "Oops", "general protection", "blocked for more than",
-	"UBSAN:", "KASAN:", "KFENCE:", "refcount_t:", "list_add corruption",
-	"list_del corruption", "DEBUG_LOCKS_WARN_ON", "possible circular locking",
-	"cannot resubmit interrupt-IN", "interrupt-IN keeps failing",
-	/* only the test of a reader that stays dead expects this one */
-	"reader still dead after a reset",
-};
-
-/* No new line says the kernel or the driver went wrong */
-static void expect_kmsg_clean(struct __test_metadata *_metadata,
-			      struct env *e, int line, bool dead_ok)
+/* The echo of 01 02 03 04 on slot 0, with the tests' 1 s timeout, unchecked */
+static int echo_1234(int fd, uint8_t *rx, size_t size, struct ccid_xfer *x)
 {
-	const char *bad;
-	size_t i;
-
-	kmsg_pull(e);
-	for (i = 0; i < ARRAY_SIZE(kernel_bad) - dead_ok; i++) {
-		bad = kernel_bad[i];
-		EXPECT_EQ(NULL, strstr(e->kmsg, bad))
-			TH_LOG("line %d: kernel log has \"%s\"", line, bad);
-	}
-}
-
-#define EXPECT_KMSG_CLEAN(e)	expect_kmsg_clean(_metadata, e, __LINE__, false)
-
-/* ---- uevents ---- */
-
-/* Listen to the kernel's uevents from now on */
-static void uevent_listen(struct env *e)
-{
-	struct sockaddr_nl sa = {
-		.nl_family = AF_NETLINK, .nl_groups = 1,
-	};
-	int size = 1 << 20;
-
-	e->uevent_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK |
-			      SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
-	if (e->uevent_fd < 0)
-		return;
-	setsockopt(e->uevent_fd, SOL_SOCKET, SO_RCVBUFFORCE, &size,
-		   sizeof(size));
-	if (bind(e->uevent_fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		close(e->uevent_fd);
-		e->uevent_fd = -1;
-	}
-}
-
-/*
- * "change" uevents of the reader's interface with CCID_EVENT=reset and
- * CCID_SLOTS=@slots received since the last call; -1 without a socket.
- */
-static int uevent_resets(struct env *e, const char *slots)
-{
-	char msg[8192], devpath[128], want[64];
-	int n = 0;
-	ssize_t len;
-
-	if (e->uevent_fd < 0)
-		return -1;
-	strf(devpath, sizeof(devpath), "/%s:1.0", e->busid);
-	strf(want, sizeof(want), "CCID_SLOTS=%s", slots);
-	while ((len = recv(e->uevent_fd, msg, sizeof(msg) - 1, 0)) > 0) {
-		bool reset = false, mask = false;
-		char *p = msg, *end = msg + len;
-		size_t l;
-
-		msg[len] = '\0';
-		l = strlen(p);
-		/* "change@/devices/.../3-1/3-1:1.0" */
-		if (strncmp(p, "change@", 7) || l < strlen(devpath) ||
-		    strcmp(p + l - strlen(devpath), devpath))
-			continue;
-		for (p += l + 1; p < end; p += strlen(p) + 1) {
-			reset |= !strcmp(p, "CCID_EVENT=reset");
-			mask |= !strcmp(p, want);
-		}
-		n += reset && mask;
-	}
-	return n;
-}
-
-/* ---- the emulator's event log ---- */
-
-/*
- * Index of the first event line at or after line @from that matches the
- * regex, its text in @line (may be NULL); -1 when there is none.
- */
-static int __printf(5, 6) log_find(struct env *e, int from, char *line,
-				   size_t size, const char *fmt, ...)
-{
-	char re[512], buf[1024], *log, *p;
-	int i = 0, found = -1;
-	va_list ap;
-	regex_t r;
-
-	va_start(ap, fmt);
-	vsnprintf(re, sizeof(re), fmt, ap);
-	va_end(ap);
-	log = slurp(e->log);
-	if (!log)
-		return -1;
-	if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB)) {
-		free(log);
-		return -1;
-	}
-	for (p = log; *p; i++) {
-		size_t len = strcspn(p, "\n");
-
-		if (!p[len])
-			break;		/* a line still being written */
-		strf(buf, sizeof(buf), "%.*s", (int)len, p);
-		if (i >= from && !regexec(&r, buf, 0, NULL, 0)) {
-			found = i;
-			if (line)
-				strf(line, size, "%s", buf);
-			break;
-		}
-		p += len + 1;
-	}
-	regfree(&r);
-	free(log);
-	return found;
-}
-
-static int __printf(2, 3) log_count(struct env *e, const char *fmt, ...)
-{
-	char re[512], *log;
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	vsnprintf(re, sizeof(re), fmt, ap);
-	va_end(ap);
-	log = slurp(e->log);
-	n = count_lines(log, re);
-	free(log);
-	return n;
-}
-
-/* Number of complete event lines so far */
-static int log_lines(struct env *e)
-{
-	char *log = slurp(e->log), *p;
-	int n = 0;
-
-	for (p = log; p && *p; p++)
-		n += *p == '\n';
-	free(log);
-	return n;
-}
-
-/* Wait up to @ms for a matching event at or after line @from */
-static int __printf(6, 7) log_wait(struct env *e, long ms, int from,
-				   char *line, size_t size,
-				   const char *fmt, ...)
-{
-	long end = now_ms() + ms;
-	char re[512];
-	va_list ap;
-	int i;
-
-	va_start(ap, fmt);
-	vsnprintf(re, sizeof(re), fmt, ap);
-	va_end(ap);
-	for (;;) {
-		i = log_find(e, from, line, size, "%s", re);
-		if (i >= 0 || now_ms() > end)
-			return i;
-		sleep_ms(20);
-	}
-}
-
-/* ---- starting and stopping the emulator ---- */
-
-static void emu_path(char *path, size_t size)
-{
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (getenv("CCID_EMU") && *getenv("CCID_EMU")) {
-		strf(path, size, "%s", getenv("CCID_EMU"));
-		return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	self[n < 0 ? 0 : n] = '\0';
-	if (strrchr(self, '/'))
-		*strrchr(self, '/') = '\0';
-	strf(path, size, "%s/ccid_emu", self);
-}
-
-/*
- * Reap the emulator if it exited.  Return: 1 when it is gone, 0 while it
- * runs, -1 when it is not a child of this process.
- */
-static int emu_reap(struct env *e)
-{
-	int st;
-	pid_t r;
-
-	if (e->emu_pid <= 0)
-		return 1;
-	r = waitpid(e->emu_pid, &st, WNOHANG);
-	if (r == e->emu_pid) {
-		e->emu_status = st;
-		e->emu_pid = 0;
-		return 1;
-	}
-	return r < 0 && errno == ECHILD ? -1 : 0;
-}
-
-/*
- * Wait up to @ms for the emulator to exit.  Works in the process that
- * started it (waitpid) and in any other (a pidfd: the teardown may run in
- * the harness's parent process).
- */
-static bool emu_wait_gone(struct env *e, long ms)
-{
-	long end = now_ms() + ms;
-	struct pollfd p;
-	bool gone;
-	int pfd;
-
-	for (;;) {
-		int r = emu_reap(e);
-
-		if (r > 0)
-			return true;
-		if (r < 0) {
-			/* not our child: ESRCH or a readable pidfd means gone */
-			pfd = pidfd_open_(e->emu_pid);
-			if (pfd < 0) {
-				e->emu_pid = 0;
-				return true;
-			}
-			p.fd = pfd;
-			p.events = POLLIN;
-			gone = poll(&p, 1, (int)(end - now_ms() > 0 ?
-						 end - now_ms() : 0)) == 1;
-			close(pfd);
-			if (gone)
-				e->emu_pid = 0;
-			return gone;
-		}
-		if (now_ms() > end)
-			return false;
-		sleep_ms(20);
-	}
-}
-
-/* Write a control line; no wait (quit, disconnect end the emulator) */
-static int emu_ctl_nowait(struct env *e, const char *line)
-{
-	char buf[256];
-	size_t len;
-
-	if (e->ctl_fd < 0)
-		return -EBADF;
-	strf(buf, sizeof(buf), "%s\n", line);
-	len = strlen(buf);
-	return write(e->ctl_fd, buf, len) == (ssize_t)len ? 0 : -EIO;
-}
-
-/* A control line, then its ctl-ok; -EIO for ctl-error or no answer */
-static int emu_ctl(struct env *e, const char *line)
-{
-	int before = log_count(e, "^ctl-(ok|error) %s$", line);
-	long end = now_ms() + 5000;
-
-	if (emu_ctl_nowait(e, line))
-		return -EIO;
-	while (log_count(e, "^ctl-(ok|error) %s$", line) <= before) {
-		if (now_ms() > end)
-			return -ETIMEDOUT;
-		sleep_ms(20);
-	}
-	return log_count(e, "^ctl-ok %s$", line) > 0 &&
-	       log_count(e, "^ctl-error %s$", line) == 0 ? 0 : -EIO;
-}
-
-/*
- * Start ccid_emu with the options (NULL-terminated) and open its reader.
- * The emulator dies with the test process (PR_SET_PDEATHSIG), whatever
- * happens to the test.  Return: 0, or -errno.
- */
-static int __attribute__((sentinel)) emu_start(struct env *e, ...)
-{
-	char path[PATH_MAX], line[256], *argv[64];
-	int argc = 0, i, errfd;
-	pid_t parent = getpid(), pid;
-	size_t k;
-	const char *opt;
-	long end;
-	va_list ap;
-
-	emu_path(path, sizeof(path));
-	if (access(path, X_OK))
-		return -ENOENT;
-	if (!e->dir[0]) {
-		strf(e->dir, sizeof(e->dir), "/tmp/recovery_test.XXXXXX");
-		if (!mkdtemp(e->dir))
-			return -errno;
-	}
-	strf(e->log, sizeof(e->log), "%s/emu.log", e->dir);
-	strf(e->ctl, sizeof(e->ctl), "%s/emu.ctl", e->dir);
-	strf(e->err, sizeof(e->err), "%s/emu.err", e->dir);
-	unlink(e->log);
-
-	argv[argc++] = path;
-	argv[argc++] = "--log";
-	argv[argc++] = e->log;
-	argv[argc++] = "--ctl";
-	argv[argc++] = e->ctl;
-	argv[argc++] = "--node-timeout";
-	argv[argc++] = "20000";
-	va_start(ap, e);
-	while ((opt = va_arg(ap, const char *)) && argc < 62)
-		argv[argc++] = (char *)opt;
-	va_end(ap);
-	argv[argc] = NULL;
-
-	errfd = open(e->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	/* not "e->emu_pid = fork()": *e is shared with the child too */
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (!pid) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(127);
-		i = open("/dev/null", O_RDONLY);
-		dup2(i, 0);
-		if (errfd >= 0) {
-			dup2(errfd, 1);
-			dup2(errfd, 2);
-		}
-		execv(path, argv);
-		_exit(127);
-	}
-	e->emu_pid = pid;
-	if (errfd >= 0)
-		close(errfd);
-
-	end = now_ms() + NODE_WAIT_MS;
-	while (log_find(e, 0, line, sizeof(line), "^node ") < 0) {
-		if (emu_reap(e) || now_ms() > end)
-			return -ENODEV;
-		sleep_ms(20);
-	}
-	if (sscanf(line, "node dev=%63s busid=%31s", e->dev, e->busid) != 2)
-		return -ENODEV;
-	strf(e->attrs, sizeof(e->attrs), "/sys/class/usbmisc/%s/device",
-	     e->dev + strlen("/dev/"));
-	for (i = 0, k = 0; e->busid[i] && k + 3 < sizeof(e->busre); i++) {
-		if (e->busid[i] == '.')
-			e->busre[k++] = '\\';
-		e->busre[k++] = e->busid[i];
-	}
-	e->busre[k] = '\0';
-
-	e->ctl_fd = open(e->ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	if (e->ctl_fd < 0)
-		return -errno;
-	/* devtmpfs may create the node a moment after sysfs shows it */
-	end = now_ms() + 5000;
-	while ((e->fd = open(e->dev, O_RDWR | O_CLOEXEC)) < 0) {
-		if (now_ms() > end)
-			return -errno;
-		sleep_ms(20);
-	}
-	return 0;
-}
-
-/*
- * "quit", then wait for the exit (SIGTERM, then SIGKILL, if it does not
- * come).  Return: the exit status, or -1 when it did not exit normally.
- */
-static int emu_stop(struct env *e)
-{
-	if (e->emu_pid > 0 && !emu_reap(e)) {
-		emu_ctl_nowait(e, "quit");
-		if (!emu_wait_gone(e, EMU_EXIT_MS)) {
-			kill(e->emu_pid, SIGTERM);
-			if (!emu_wait_gone(e, 3000)) {
-				kill(e->emu_pid, SIGKILL);
-				emu_wait_gone(e, 3000);
-			}
-		}
-	}
-	if (e->ctl_fd >= 0)
-		close(e->ctl_fd);
-	e->ctl_fd = -1;
-	/* the last close() after an unplug frees the driver's memory */
-	if (e->fd >= 0)
-		close(e->fd);
-	e->fd = -1;
-	return WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1;
-}
-
-/* ---- module parameters, put back at teardown ---- */
-
-static struct saved_param *param_slot(struct env *e, const char *path)
-{
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(e->params); i++)
-		if (e->params[i].path && !strcmp(e->params[i].path, path))
-			return &e->params[i];
-	for (i = 0; i < ARRAY_SIZE(e->params); i++)
-		if (!e->params[i].path) {
-			e->params[i].path = path;
-			return &e->params[i];
-		}
-	return NULL;
-}
-
-static int param_set(struct env *e, const char *path, const char *val)
-{
-	struct saved_param *sp = param_slot(e, path);
-	char buf[256];
-
-	if (!sp)
-		return -ENOSPC;
-	if (!sp->changed) {
-		if (access(path, W_OK))
-			return -errno;
-		read_attr(path, buf, sizeof(buf));
-		buf[strcspn(buf, "\n")] = '\0';
-		strf(sp->val, sizeof(sp->val), "%s", buf);
-		sp->changed = true;
-	}
-	return write_file(path, val, strlen(val));
-}
-
-/* Put a parameter back; an empty one is written as a lone NUL byte */
-static int param_restore(struct env *e, const char *path)
-{
-	struct saved_param *sp = param_slot(e, path);
-	int ret;
-
-	if (!sp || !sp->changed)
-		return 0;
-	ret = write_file(path, sp->val, *sp->val ? strlen(sp->val) : 1);
-	if (!ret)
-		sp->changed = false;
-	return ret;
-}
-
-static const char *param_saved(struct env *e, const char *path)
-{
-	struct saved_param *sp = param_slot(e, path);
-
-	return sp ? sp->val : "";
-}
-
-static int quirks_set(struct env *e, const char *val)
-{
-	return param_set(e, QUIRKS_PARAM, val);
-}
-
-static int quirks_restore(struct env *e)
-{
-	return param_restore(e, QUIRKS_PARAM);
-}
-
-/* ---- teardown, in whichever process the harness runs it ---- */
-
-static void dump_file(const char *what, const char *path, int last)
-{
-	char *text = slurp(path), *p;
-	int lines = 0;
-
-	if (!text)
-		return;
-	for (p = text; *p; p++)
-		lines += *p == '\n';
-	p = text;
-	while (lines > last && (p = strchr(p, '\n'))) {
-		p++;
-		lines--;
-	}
-	fprintf(stderr, "# --- %s (last %d lines) ---\n", what, last);
-	while (p && *p) {
-		size_t len = strcspn(p, "\n");
-
-		fprintf(stderr, "#   %.*s\n", (int)len, p);
-		p += len + (p[len] ? 1 : 0);
-	}
-	free(text);
-}
-
-static void env_teardown(struct __test_metadata *_metadata, struct env *e)
-{
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(e->params); i++)
-		if (e->params[i].path &&
-		    param_restore(e, e->params[i].path))
-			fprintf(stderr, "# could not restore %s\n",
-				e->params[i].path);
-	if (e->emu_pid > 0) {
-		/*
-		 * The test stopped early.  "quit" through the FIFO's path
-		 * (the test process's descriptors are not ours); the end of
-		 * the test process has also sent SIGTERM (PR_SET_PDEATHSIG).
-		 */
-		int fd = open(e->ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-
-		if (fd >= 0) {
-			if (write(fd, "quit\n", 5) != 5)
-				fprintf(stderr, "# could not send quit\n");
-			close(fd);
-		}
-		if (!emu_wait_gone(e, EMU_EXIT_MS)) {
-			kill(e->emu_pid, SIGKILL);
-			emu_wait_gone(e, 3000);
-		}
-	}
-	if ((!__test_passed(_metadata) || getenv("CCID_RECOVERY_VERBOSE")) &&
-	    e->log[0]) {
-		dump_file("emulator events", e->log, 80);
-		dump_file("emulator stderr", e->err, 10);
-		if (e->kmsg_len)
-			fprintf(stderr, "# --- new kernel log ---\n%s", e->kmsg);
-	}
-	if (e->dir[0]) {
-		unlink(e->log);
-		unlink(e->ctl);
-		unlink(e->err);
-		rmdir(e->dir);
-	}
-}
-
-/*
- * Every fixture holds one env.  Its setup skips outside the test VM,
- * marks the kernel log and listens for uevents; its teardown, which runs
- * in the parent however the test ended, stops the emulator and puts the
- * module parameters back.
- */
-static void env_setup(struct __test_metadata *_metadata, struct env *e)
-{
-	const char *why = env_skip_reason();
-
-	env_init(e);
-	if (why)
-		SKIP(return, "%s", why);
-	kmsg_mark(e);
-	uevent_listen(e);
-}
-
-#define ENV_FIXTURE_HOOKS(fixture)					\
-	FIXTURE_SETUP(fixture)						\
-	{								\
-		env_setup(_metadata, &self->e);				\
-	}								\
-	FIXTURE_TEARDOWN_PARENT(fixture)				\
-	{								\
-		env_teardown(_metadata, &self->e);			\
-	}								\
-	struct __ccid_##fixture##_hooks_end
-
-/* ------------------------------------------------------------------ */
-/* sysfs counters */
-
-enum {
-	C_TIMEOUTS, C_ABORTS, C_CLEAR_HALTS, C_USB_RESETS, C_STALE,
-	C_TIME_EXT, C_PROTO, C_OUT_OF_STEP, C_NUM
-};
-
-static const char * const counter_names[C_NUM] = {
-	"timeouts", "aborts", "clear_halts", "usb_resets", "stale_frames",
-	"time_extensions", "protocol_errors", "out_of_step",
-};
-
-struct counters {
-	long v[C_NUM];
-};
-
-static void counters_read(struct env *e, struct counters *c)
-{
-	char path[PATH_MAX], buf[32], *end;
-	int i;
-
-	for (i = 0; i < C_NUM; i++) {
-		strf(path, sizeof(path), "%s/%s", e->attrs, counter_names[i]);
-		read_attr(path, buf, sizeof(buf));
-		c->v[i] = strtol(buf, &end, 10);
-		if (end == buf)
-			c->v[i] = -1;
-	}
-}
-
-/* How far counter @i moved since @before */
-static long attr_delta(struct env *e, const struct counters *before, int i)
-{
-	struct counters now;
-
-	counters_read(e, &now);
-	return now.v[i] - before->v[i];
-}
-
-/* An attribute of the reader, without its newline, compared with @want */
-static int attr_cmp(struct env *e, const char *name, const char *want)
-{
-	char path[PATH_MAX], buf[128];
-
-	strf(path, sizeof(path), "%s/%s", e->attrs, name);
-	read_attr(path, buf, sizeof(buf));
-	buf[strcspn(buf, "\n")] = '\0';
-	return strcmp(buf, want);
-}
-
-static long attr_num_of(struct env *e, const char *name)
-{
-	char path[PATH_MAX], buf[32];
-
-	strf(path, sizeof(path), "%s/%s", e->attrs, name);
-	read_attr(path, buf, sizeof(buf));
-	return strtol(buf, NULL, 10);
-}
-
-/*
- * Every counter moved by exactly @want since @before; EXPECT_DELTAS()
- * takes the deltas in the order of the enum: timeouts, aborts,
- * clear_halts, usb_resets, stale_frames, time_extensions, protocol_errors,
- * out_of_step (left out: 0).
- */
-static void expect_deltas(struct __test_metadata *_metadata, struct env *e,
-			  const struct counters *before, const long *want,
-			  int line)
-{
-	struct counters now;
-	long got, exp;
-	int i;
-
-	counters_read(e, &now);
-	for (i = 0; i < C_NUM; i++) {
-		got = now.v[i] - before->v[i];
-		exp = want[i];
-		EXPECT_EQ(exp, got)
-			TH_LOG("line %d: counter %s: %ld -> %ld, expected +%ld",
-			       line, counter_names[i], before->v[i],
-			       now.v[i], exp);
-	}
-}
-
-#define EXPECT_DELTAS(e, before, ...) do {				\
-	const long __want[C_NUM] = { __VA_ARGS__ };			\
-	expect_deltas(_metadata, e, before, __want, __LINE__);		\
-} while (0)
-
-static void attr(struct env *e, const char *name, char *buf, size_t size)
-{
-	char path[PATH_MAX];
-
-	strf(path, sizeof(path), "%s/%s", e->attrs, name);
-	read_attr(path, buf, size);
-}
-
-/* ------------------------------------------------------------------ */
-/* ioctls; each returns 0 or -errno */
-
-static int power_on(int fd, struct ccid_power_on *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->status = 0xff;
-	return do_ioctl(fd, CCID_IOC_POWER_ON, p);
-}
-
-static int slot_status(int fd, struct ccid_slot_status *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->status = 0xff;
-	return do_ioctl(fd, CCID_IOC_SLOT_STATUS, st);
-}
-
-/* status starts as 0xFF: still 0xFF afterwards means "not written back" */
-static int xfer(int fd, unsigned long req, const void *tx, size_t tx_len,
-		void *rx, size_t rx_size, uint32_t timeout_ms,
-		struct ccid_xfer *x)
-{
-	memset(x, 0, sizeof(*x));
-	x->tx_buf = (uintptr_t)tx;
-	x->tx_len = tx_len;
-	x->rx_buf = (uintptr_t)rx;
-	x->rx_size = rx_size;
-	x->timeout_ms = timeout_ms;
-	x->status = 0xff;
-	return do_ioctl(fd, req, x);
-}
-
-static int echo(int fd, uint8_t *rx, size_t size, struct ccid_xfer *x)
-{
-	return xfer(fd, CCID_IOC_XFR_BLOCK, echo_apdu, sizeof(echo_apdu), rx,
+	return xfer(fd, CCID_IOC_XFR_BLOCK, 0, echo_cmd, sizeof(echo_cmd), rx,
 		    size, XFR_T_MS, x);
 }
-
-static int slot_events(int fd, uint32_t flags, struct ccid_slot_events *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->flags = flags;
-	return do_ioctl(fd, CCID_IOC_SLOT_EVENTS, ev);
-}
-
-static short poll_now(int fd, short events)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-
-	return poll(&p, 1, 0) == 1 ? p.revents : 0;
-}
-
-#define ASSERT_OK(expr) do {						\
-	int __ret = (expr);						\
-	ASSERT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
-} while (0)
-
-#define EXPECT_OK(expr) do {						\
-	int __ret = (expr);						\
-	EXPECT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
-} while (0)
-
-#define EXPECT_ERRNO(err, expr) do {					\
-	int __ret = (expr);						\
-	EXPECT_EQ(-(err), __ret) TH_LOG("%s: %s, expected %s", #expr,	\
-					errname(__ret), errname(err));	\
-} while (0)
-
-#define ASSERT_ERRNO(err, expr) do {					\
-	int __ret = (expr);						\
-	ASSERT_EQ(-(err), __ret) TH_LOG("%s: %s, expected %s", #expr,	\
-					errname(__ret), errname(err));	\
-} while (0)
-
-#define ASSERT_BYTES(want, want_len, got, got_len) do {			\
-	char __w[512], __g[512];					\
-	hex(__w, sizeof(__w), want, want_len);				\
-	hex(__g, sizeof(__g), got, got_len);				\
-	ASSERT_EQ((size_t)(want_len), (size_t)(got_len))		\
-		TH_LOG("got [%s], expected [%s]", __g, __w);		\
-	ASSERT_EQ(0, memcmp(want, got, want_len))			\
-		TH_LOG("got [%s], expected [%s]", __g, __w);		\
-} while (0)
-
-/* The emulator logged a matching event (waits a little for it) */
-#define EXPECT_EVENT(e, fmt, ...) do {					\
-	int __i = log_wait(e, 2000, 0, NULL, 0, fmt, ##__VA_ARGS__);	\
-	EXPECT_LE(0, __i)						\
-		TH_LOG("no emulator event /" fmt "/", ##__VA_ARGS__);	\
-} while (0)
-
-/* Exactly @n matching events */
-#define EXPECT_EVENTS(n, e, fmt, ...) do {				\
-	int __want = (n);						\
-	EXPECT_EQ(__want, log_count(e, fmt, ##__VA_ARGS__))		\
-		TH_LOG("emulator events /" fmt "/: expected %d",	\
-		       ##__VA_ARGS__, __want);				\
-} while (0)
-
-/* Exactly @n matching new kernel log lines */
-#define EXPECT_KMSG(n, e, fmt, ...) do {				\
-	int __want = (n);						\
-	EXPECT_EQ(__want, kmsg_count(e, fmt, ##__VA_ARGS__))		\
-		TH_LOG("kernel log lines /" fmt "/: expected %d",	\
-		       ##__VA_ARGS__, __want);				\
-} while (0)
 
 /* Power on, then the echo APDU answers 01 02 03 04 90 00 */
 #define ASSERT_CARD_WORKS(fd) do {					\
 	struct ccid_power_on __p;					\
 	struct ccid_xfer __x;						\
 	uint8_t __rx[64];						\
-	ASSERT_OK(power_on(fd, &__p));					\
+	ASSERT_OK(power_on(fd, 0, &__p));				\
 	ASSERT_LT(0, __p.atr_len);					\
-	ASSERT_OK(echo(fd, __rx, sizeof(__rx), &__x));			\
+	ASSERT_OK(echo_1234(fd, __rx, sizeof(__rx), &__x));		\
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), __rx, __x.rx_len);	\
 } while (0)
 
@@ -1133,7 +143,7 @@ static void *bg_secure_fn(void *arg)
 	struct bg_secure *b = arg;
 	long t0 = now_ms();
 
-	b->ret = xfer(b->fd, b->xfr ? CCID_IOC_XFR_BLOCK : CCID_IOC_SECURE,
+	b->ret = xfer(b->fd, b->xfr ? CCID_IOC_XFR_BLOCK : CCID_IOC_SECURE, 0,
 		      b->blk, b->len, b->rx, sizeof(b->rx),
 		      b->xfr ? XFR_T_MS : 0, &b->x);
 	b->ms = now_ms() - t0;
@@ -1179,7 +189,7 @@ static void on_sigint(int sig)
  * driver must still not restart an aborted command) and blocks in a
  * Secure; its result comes back on *rfd.
  */
-static pid_t secure_child(struct env *e, const uint8_t *blk, size_t len,
+static pid_t secure_child(struct emu *e, const uint8_t *blk, size_t len,
 			  int *rfd)
 {
 	struct sigaction sa;
@@ -1208,7 +218,7 @@ static pid_t secure_child(struct env *e, const uint8_t *blk, size_t len,
 	sigaction(SIGINT, &sa, NULL);
 	fd = open(e->dev, O_RDWR | O_CLOEXEC);
 	r.ret = fd < 0 ? -errno :
-		xfer(fd, CCID_IOC_SECURE, blk, len, rx, sizeof(rx), 0, &x);
+		xfer(fd, CCID_IOC_SECURE, 0, blk, len, rx, sizeof(rx), 0, &x);
 	r.status = x.status;
 	if (write(p[1], &r, sizeof(r)) != sizeof(r))
 		_exit(2);
@@ -1244,7 +254,7 @@ static int wait_child(pid_t pid, long ms, int *status)
 }
 
 /* bSeq of the PIN entry the emulator is waiting on, or -1 */
-static int wait_pin_entry(struct env *e)
+static int wait_pin_entry(struct emu *e)
 {
 	char line[256];
 	unsigned int seq;
@@ -1271,10 +281,10 @@ static int wait_pin_entry(struct env *e)
 /* The fixture */
 
 FIXTURE(recovery) {
-	struct env e;
+	struct emu e;
 };
 
-ENV_FIXTURE_HOOKS(recovery);
+EMU_FIXTURE_HOOKS(recovery);
 
 /* ------------------------------------------------------------------ */
 /* 1. The SPR332 story */
@@ -1282,7 +292,7 @@ ENV_FIXTURE_HOOKS(recovery);
 /* (a) Firmware 7.01: the PIN pad works, and the reader goes on. */
 TEST_F_TIMEOUT(recovery, spr332_fw701_secure_works, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_reader_info info;
 	struct ccid_power_on p;
 	struct counters c0;
@@ -1296,19 +306,19 @@ TEST_F_TIMEOUT(recovery, spr332_fw701_secure_works, 120)
 	EXPECT_EQ(0x04e6, info.vendor_id);
 	EXPECT_EQ(0xe003, info.product_id);
 	EXPECT_EQ(0x0701, info.bcd_device);
-	attr(e, "quirks", buf, sizeof(buf));
+	attr_str(e, "quirks", buf, sizeof(buf));
 	EXPECT_STREQ("none\n", buf);
-	attr(e, "firmware_version", buf, sizeof(buf));
+	attr_str(e, "firmware_version", buf, sizeof(buf));
 	EXPECT_STREQ("7.01\n", buf);
-	EXPECT_KMSG(0, e, "wedges after a PIN-pad verify");
+	EXPECT_KMSG(0, "wedges after a PIN-pad verify");
 	counters_read(e, &c0);
 
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	/* What GnuPG sends before a case 1 verify on this family */
-	ASSERT_OK(xfer(e->fd, CCID_IOC_ESCAPE, spr532_escape,
+	ASSERT_OK(xfer(e->fd, CCID_IOC_ESCAPE, 0, spr532_escape,
 		       sizeof(spr532_escape), rx, sizeof(rx), 0, &x));
 	spr332_verify_block(blk);
-	ASSERT_OK(xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk), rx,
+	ASSERT_OK(xfer(e->fd, CCID_IOC_SECURE, 0, blk, sizeof(blk), rx,
 		       sizeof(rx), 0, &x));
 	EXPECT_EQ(0, x.status);
 	ASSERT_BYTES(sw_90_00, sizeof(sw_90_00), rx, x.rx_len);
@@ -1318,17 +328,17 @@ TEST_F_TIMEOUT(recovery, spr332_fw701_secure_works, 120)
 	EXPECT_EVENTS(0, e, "^wedged ");
 
 	/* the next XfrBlock is answered */
-	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* (b) Firmware 7.00: Secure is refused before anything reaches the reader. */
 TEST_F_TIMEOUT(recovery, spr332_fw700_secure_refused, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_reader_info info;
 	struct ccid_power_on p;
 	struct counters c0;
@@ -1342,23 +352,23 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_secure_refused, 120)
 	ASSERT_OK(do_ioctl(e->fd, CCID_IOC_GET_INFO, &info));
 	EXPECT_EQ(0x0700, info.bcd_device);
 	EXPECT_EQ(CCID_PIN_VERIFY | CCID_PIN_MODIFY, info.pin_support);
-	attr(e, "quirks", buf, sizeof(buf));
+	attr_str(e, "quirks", buf, sizeof(buf));
 	EXPECT_STREQ("broken_secure\n", buf);
-	attr(e, "firmware_version", buf, sizeof(buf));
+	attr_str(e, "firmware_version", buf, sizeof(buf));
 	EXPECT_STREQ("7.00\n", buf);
 	/* the bind names the fix and the override */
-	EXPECT_KMSG(1, e, DRV "%s%s", e->busre,
+	EXPECT_KMSG(1, DRV "%s%s", e->busre,
 		    "firmware 7\\.00 wedges after a PIN-pad verify: Secure disabled; ",
 		    "firmware 7\\.01 fixes it \\(ccid\\.quirks=04e6:e003: overrides\\)$");
 	counters_read(e, &c0);
 
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	cmds = log_count(e, "^cmd ");
 	spr332_verify_block(blk);
-	EXPECT_ERRNO(EOPNOTSUPP, xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk),
+	EXPECT_ERRNO(EOPNOTSUPP, xfer(e->fd, CCID_IOC_SECURE, 0, blk, sizeof(blk),
 				      rx, sizeof(rx), 0, &x));
 	EXPECT_EQ(0xff, x.status);	/* not written back */
-	EXPECT_ERRNO(EOPNOTSUPP, xfer(e->fd, CCID_IOC_SECURE, modify_blk,
+	EXPECT_ERRNO(EOPNOTSUPP, xfer(e->fd, CCID_IOC_SECURE, 0, modify_blk,
 				      sizeof(modify_blk), rx, sizeof(rx), 0,
 				      &x));
 	/* nothing went out */
@@ -1367,11 +377,11 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_secure_refused, 120)
 	EXPECT_EVENTS(0, e, "^secure-");
 
 	/* the reader is not wedged: the quirk kept it alive */
-	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1383,7 +393,7 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_secure_refused, 120)
  */
 TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_slot_events ev0, ev;
 	struct ccid_power_on p;
 	struct counters c0;
@@ -1403,15 +413,15 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 	buf[strcspn(buf, "\n")] = '\0';
 	EXPECT_STREQ(param_saved(e, QUIRKS_PARAM), buf);
 
-	attr(e, "quirks", buf, sizeof(buf));
+	attr_str(e, "quirks", buf, sizeof(buf));
 	EXPECT_STREQ("none\n", buf);
-	EXPECT_KMSG(1, e, DRV "quirks 0x0 set by the quirks parameter$",
+	EXPECT_KMSG(1, DRV "quirks 0x0 set by the quirks parameter$",
 		    e->busre);
-	EXPECT_KMSG(0, e, "wedges after a PIN-pad verify");
+	EXPECT_KMSG(0, "wedges after a PIN-pad verify");
 	ASSERT_EQ(0, stat(e->dev, &st0));
 
-	ASSERT_OK(power_on(e->fd, &p));
-	ASSERT_OK(xfer(e->fd, CCID_IOC_ESCAPE, spr532_escape,
+	ASSERT_OK(power_on(e->fd, 0, &p));
+	ASSERT_OK(xfer(e->fd, CCID_IOC_ESCAPE, 0, spr532_escape,
 		       sizeof(spr532_escape), rx, sizeof(rx), 0, &x));
 	ASSERT_OK(slot_events(e->fd, 0, &ev0));
 	EXPECT_EQ(0, ev0.reset_pending);
@@ -1419,7 +429,7 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 
 	/* The verify: a successful DataBlock with 64 00 ... */
 	spr332_verify_block(blk);
-	ASSERT_OK(xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk), rx,
+	ASSERT_OK(xfer(e->fd, CCID_IOC_SECURE, 0, blk, sizeof(blk), rx,
 		       sizeof(rx), 0, &x));
 	EXPECT_EQ(0, x.status);
 	ASSERT_BYTES(sw_64_00, sizeof(sw_64_00), rx, x.rx_len);
@@ -1428,7 +438,7 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 
 	/* ... and the next XfrBlock is never answered. */
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_EQ(0xff, x.status);
 	EXPECT_LE(XFR_T_MS, ms);
@@ -1466,24 +476,24 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 	EXPECT_EVENTS(1, e, "^reset$");
 
 	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
-	EXPECT_KMSG(1, e, DRV "slot 0: abort failed \\(-110\\), clearing halts$",
+	EXPECT_KMSG(1, DRV "slot 0: command 0x6f: no answer$", e->busre);
+	EXPECT_KMSG(1, DRV "slot 0: abort failed \\(-110\\), clearing halts$",
 		    e->busre);
-	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$",
+	EXPECT_KMSG(1, DRV "reader does not answer: resetting it$",
 		    e->busre);
-	EXPECT_KMSG(1, e, "^usb %s: reset [a-z]+-speed USB device number [0-9]+ using vhci_hcd$",
+	EXPECT_KMSG(1, "^usb %s: reset [a-z]+-speed USB device number [0-9]+ using vhci_hcd$",
 		    e->busre);
 
 	/* The reset started a new generation on the slot: this file is told. */
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
-	EXPECT_TRUE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	EXPECT_TRUE(poll_mask(e->fd, 0) & POLLPRI);
 	ASSERT_OK(slot_events(e->fd, 0, &ev));
 	EXPECT_EQ(1, ev.reset_pending);
 	EXPECT_EQ(ev0.generation[0] + 1, ev.generation[0]);
 	cmds = log_count(e, "^cmd ");
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	EXPECT_EQ(0xff, x.status);
-	EXPECT_ERRNO(ECONNRESET, xfer(e->fd, CCID_IOC_SECURE, blk, sizeof(blk),
+	EXPECT_ERRNO(ECONNRESET, xfer(e->fd, CCID_IOC_SECURE, 0, blk, sizeof(blk),
 				      rx, sizeof(rx), 0, &x));
 	EXPECT_EQ(cmds, log_count(e, "^cmd ")) TH_LOG("sent despite ECONNRESET");
 
@@ -1493,19 +503,19 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
 	 * after the reset configured it again) names the same node.
 	 */
 	ASSERT_CARD_WORKS(e->fd);
-	EXPECT_FALSE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	EXPECT_FALSE(poll_mask(e->fd, 0) & POLLPRI);
 	EXPECT_EVENTS(1, e, "^attached ");
 	EXPECT_EVENTS(0, e, "^detached ");
 	EXPECT_EQ(log_count(e, "^node "),
 		  log_count(e, "^node dev=%s busid=%s$", e->dev, e->busid));
-	EXPECT_KMSG(0, e, "^usb %s: USB disconnect", e->busre);
+	EXPECT_KMSG(0, "^usb %s: USB disconnect", e->busre);
 	ASSERT_EQ(0, stat(e->dev, &st1));
 	EXPECT_EQ(st0.st_rdev, st1.st_rdev);
-	attr(e, "quirks", buf, sizeof(buf));
+	attr_str(e, "quirks", buf, sizeof(buf));
 	EXPECT_STREQ("none\n", buf);
 	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1518,7 +528,7 @@ TEST_F_TIMEOUT(recovery, spr332_fw700_override_full_ladder, 180)
  */
 TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1527,12 +537,12 @@ TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--drop", "2", NULL));
-	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	ASSERT_OK(power_on(e->fd, 0, &p));		/* command 1 */
 	counters_read(e, &c0);
 
 	/* 2 XfrBlock, 3 Abort (answered), 4 IccPowerOff (not) */
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_EQ(0xff, x.status);
 	EXPECT_LE(XFR_T_MS, ms);
@@ -1552,19 +562,19 @@ TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
 	EXPECT_EVENTS(0, e, "^clear-halt ");
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
-	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
-	EXPECT_KMSG(0, e, DRV "slot 0: abort answered, but not", e->busre);
-	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+	EXPECT_KMSG(1, DRV "slot 0: command 0x6f: no answer$", e->busre);
+	EXPECT_KMSG(0, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG(0, DRV "slot 0: abort answered, but not", e->busre);
+	EXPECT_KMSG(0, DRV "reader does not answer", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
 	cmds = log_count(e, "^cmd ");
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	EXPECT_EQ(cmds, log_count(e, "^cmd "));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1574,7 +584,7 @@ TEST_F_TIMEOUT(recovery, ladder_step1_abort_answered, 120)
  */
 TEST_F_TIMEOUT(recovery, ladder_step1_garbled_reset_params_answer, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1582,20 +592,20 @@ TEST_F_TIMEOUT(recovery, ladder_step1_garbled_reset_params_answer, 120)
 
 	ASSERT_OK(emu_start(e, "--drop", "2", "--bad", "5:len-over-data",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	ASSERT_OK(power_on(e->fd, 0, &p));		/* command 1 */
 	counters_read(e, &c0);
 
 	/* 2 dropped, 3 Abort, 4 IccPowerOff, 5 ResetParameters garbled */
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	EXPECT_EVENT(e, "^bad 5 kind=len-over-data ");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(0, e, DRV "slot 0: abort answered, but not", e->busre);
+	EXPECT_KMSG(0, DRV "slot 0: abort answered, but not", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1606,7 +616,7 @@ TEST_F_TIMEOUT(recovery, ladder_step1_garbled_reset_params_answer, 120)
  */
 TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1616,14 +626,14 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 
 	ASSERT_OK(emu_start(e, "--mute-after", "1", "--revive-on-reset",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));		/* command 1 */
+	ASSERT_OK(power_on(e->fd, 0, &p));		/* command 1 */
 	EXPECT_EVENT(e, "^muted after=1$");
 	counters_read(e, &c0);
 
 	/* 2 XfrBlock, 3 Abort (answered), 4 IccPowerOff (not), clear halts,
 	 * 5 Abort (answered), 6 IccPowerOff (not), reset */
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_LE(XFR_T_MS, ms);
 	EXPECT_GE(LADDER_MAX_MS, ms);
@@ -1644,15 +654,15 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
 	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x6d ");
 	EXPECT_EVENTS(1, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
-	EXPECT_KMSG(2, e, ABORT_ONLY_LINE, e->busre);
-	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$", e->busre);
-	EXPECT_KMSG(0, e, DRV "reader still dead", e->busre);
+	EXPECT_KMSG(2, ABORT_ONLY_LINE, e->busre);
+	EXPECT_KMSG(1, DRV "reader does not answer: resetting it$", e->busre);
+	EXPECT_KMSG(0, DRV "reader still dead", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1665,7 +675,7 @@ TEST_F_TIMEOUT(recovery, ladder_abort_only_reader_reset, 180)
  */
 TEST_F_TIMEOUT(recovery, ladder_memory_climbs_until_proven, 240)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1675,40 +685,40 @@ TEST_F_TIMEOUT(recovery, ladder_memory_climbs_until_proven, 240)
 	/* 1 power on, 2 dropped, 3 Abort, 4 IccPowerOff, 5 ResetParameters */
 	ASSERT_OK(emu_start(e, "--drop", "2", "--drop", "7", "--drop", "12",
 			    "--drop", "16", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	EXPECT_EVENTS(0, e, "^clear-halt ");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
 
 	/* 6 power on: answered, yet the card path is not proven */
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	/* 7 dropped: clear halts, 8 Abort, 9 IccPowerOff, 10 ResetParameters */
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	i_cmd7 = log_find(e, 0, NULL, 0, "^no-answer 7 ");
 	EXPECT_LT(i_cmd7, log_find(e, i_cmd7, NULL, 0, "^clear-halt "));
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 2, 2, 1, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "slot 0: the last recovery did not hold: clearing halts$",
+	EXPECT_KMSG(1, DRV "slot 0: the last recovery did not hold: clearing halts$",
 		    e->busre);
 
 	/* 11 power on, 12 dropped: straight to the reset, no Abort */
-	ASSERT_OK(power_on(e->fd, &p));
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_OK(power_on(e->fd, 0, &p));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	i_cmd12 = log_find(e, 0, NULL, 0, "^no-answer 12 ");
 	EXPECT_LT(i_cmd12, log_find(e, i_cmd12, NULL, 0, "^reset$"));
 	EXPECT_DELTAS(e, &c0, 3, 2, 1, 1, 0, 0, 0);
 
 	/* 13 GetSlotStatus after the reset; 14 power on, 15 echo answered */
-	ASSERT_OK(power_on(e->fd, &p));
-	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_OK(power_on(e->fd, 0, &p));
+	ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 	/* 16 dropped: back at the first step */
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	EXPECT_EVENT(e, "^no-answer 16 ");
 	EXPECT_EVENTS(1, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 4, 3, 1, 1, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	expect_kmsg_clean(_metadata, e, __LINE__, true);
+	expect_kmsg_clean(_metadata, __LINE__, true);
 }
 
 /*
@@ -1718,7 +728,7 @@ TEST_F_TIMEOUT(recovery, ladder_memory_climbs_until_proven, 240)
  */
 TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_slot_events ev;
 	struct ccid_slot_status st;
 	struct ccid_params pr;
@@ -1730,13 +740,13 @@ TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--delay", "2:6000", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	fd_old = open(e->dev, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd_old);
 	counters_read(e, &c0);
 
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_LE(XFR_T_MS, ms);
 	EXPECT_GE(LADDER_MAX_MS, ms);
@@ -1749,15 +759,15 @@ TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
 
 	/* GetSlotStatus is not refused, and shows the card powered off */
-	ASSERT_OK(slot_status(e->fd, &st));
+	ASSERT_OK(slot_status(e->fd, 0, &st));
 	EXPECT_EQ(CCID_ICC_INACTIVE, st.status);
 	memset(&pr, 0, sizeof(pr));
 	EXPECT_ERRNO(ECONNRESET, do_ioctl(e->fd, CCID_IOC_GET_PARAMS, &pr));
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
-	EXPECT_TRUE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
+	EXPECT_TRUE(poll_mask(e->fd, 0) & POLLPRI);
 	ASSERT_OK(slot_events(e->fd, CCID_EVENTS_ACK_RESET, &ev));
 	EXPECT_EQ(1, ev.reset_pending);
-	EXPECT_FALSE(poll_now(e->fd, POLLPRI) & POLLPRI);
+	EXPECT_FALSE(poll_mask(e->fd, 0) & POLLPRI);
 	memset(&pr, 0, sizeof(pr));
 	EXPECT_EQ(0, do_ioctl(e->fd, CCID_IOC_GET_PARAMS, &pr));
 
@@ -1765,12 +775,12 @@ TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
 	 * A file opened before the reset is refused until it acknowledges;
 	 * one opened after it is not.
 	 */
-	EXPECT_TRUE(poll_now(fd_old, POLLPRI) & POLLPRI);
+	EXPECT_TRUE(poll_mask(fd_old, 0) & POLLPRI);
 	memset(&pr, 0, sizeof(pr));
 	EXPECT_ERRNO(ECONNRESET, do_ioctl(fd_old, CCID_IOC_GET_PARAMS, &pr));
 	fd_new = open(e->dev, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd_new);
-	EXPECT_FALSE(poll_now(fd_new, POLLPRI) & POLLPRI);
+	EXPECT_FALSE(poll_mask(fd_new, 0) & POLLPRI);
 	memset(&pr, 0, sizeof(pr));
 	EXPECT_EQ(0, do_ioctl(fd_new, CCID_IOC_GET_PARAMS, &pr));
 	close(fd_new);
@@ -1784,7 +794,7 @@ TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
 	EXPECT_EVENTS(0, e, "^answer 2 .*status=0x00 ");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1794,7 +804,7 @@ TEST_F_TIMEOUT(recovery, ladder_step1_busy_command_aborted, 120)
  */
 TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1804,11 +814,11 @@ TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
 
 	ASSERT_OK(emu_start(e, "--drop", "2", "--abort", "after-clear-halt",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_LE(XFR_T_MS, ms);
 	EXPECT_GE(LADDER_MAX_MS, ms);
@@ -1825,14 +835,14 @@ TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
 	EXPECT_LE(0, log_find(e, i_clr, NULL, 0, "^cmd [0-9]+ type=0x6d "));
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 1, 2, 1, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "slot 0: abort failed \\(-110\\), clearing halts$",
+	EXPECT_KMSG(1, DRV "slot 0: abort failed \\(-110\\), clearing halts$",
 		    e->busre);
-	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+	EXPECT_KMSG(0, DRV "reader does not answer", e->busre);
 
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1841,7 +851,7 @@ TEST_F_TIMEOUT(recovery, ladder_step2_abort_after_clear_halt, 120)
  */
 TEST_F_TIMEOUT(recovery, ladder_step3_reset_revives, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1851,11 +861,11 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reset_revives, 120)
 
 	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort", "ignore",
 			    "--revive-on-reset", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_LE(XFR_T_MS, ms);
 	EXPECT_GE(LADDER_MAX_MS, ms);
@@ -1867,13 +877,13 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reset_revives, 120)
 	EXPECT_LT(i_reset, log_find(e, i_reset, NULL, 0,
 				    "^answer [0-9]+ type=0x81 slot=0 seq=2 "));
 	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "reader does not answer: resetting it$", e->busre);
+	EXPECT_KMSG(1, DRV "reader does not answer: resetting it$", e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1884,7 +894,7 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reset_revives, 120)
  */
 TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1892,11 +902,11 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort", "ignore", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_LE(XFR_T_MS, ms);
 	EXPECT_GE(LADDER_MAX_MS, ms);
@@ -1905,7 +915,7 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 	EXPECT_EVENT(e, "^cmd [0-9]+ type=0x65 slot=0 seq=2 ");
 	EXPECT_EVENT(e, "^no-answer [0-9]+ reason=muted$");
 	EXPECT_DELTAS(e, &c0, 1, 2, 1, 1, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "reader still dead after a reset: -110$",
+	EXPECT_KMSG(1, DRV "reader still dead after a reset: -110$",
 		    e->busre);
 
 	/* Power on is not refused after a reset: it runs the ladder again. */
@@ -1922,11 +932,11 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 	EXPECT_DELTAS(e, &c0, 2, 2, 1, 2, 0, 0, 0);
 
 	ASSERT_OK(emu_ctl(e, "unmute"));
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_DELTAS(e, &c0, 2, 2, 1, 2, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	expect_kmsg_clean(_metadata, e, __LINE__, true);
+	expect_kmsg_clean(_metadata, __LINE__, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1934,22 +944,22 @@ TEST_F_TIMEOUT(recovery, ladder_step3_reader_stays_dead, 180)
 
 TEST_F_TIMEOUT(recovery, time_ext_three_then_answer, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
 	uint8_t rx[64];
 
 	ASSERT_OK(emu_start(e, "--time-ext", "2:3:2", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
-	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 	EXPECT_EVENTS(3, e, "^time-ext 2 slot=0 seq=1 mult=2$");
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 3, 0);
 	EXPECT_EVENTS(0, e, "^abort-");
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1958,7 +968,7 @@ TEST_F_TIMEOUT(recovery, time_ext_three_then_answer, 120)
  */
 TEST_F_TIMEOUT(recovery, time_ext_many_restart_the_wait, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -1967,17 +977,17 @@ TEST_F_TIMEOUT(recovery, time_ext_many_restart_the_wait, 120)
 
 	ASSERT_OK(emu_start(e, "--time-ext", "2:12:1", "--time-ext-gap", "500",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 	t0 = now_ms();
-	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 	EXPECT_LE(12 * 500, ms);
 	EXPECT_EVENTS(12, e, "^time-ext 2 slot=0 seq=1 mult=1$");
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 12, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -1987,7 +997,7 @@ TEST_F_TIMEOUT(recovery, time_ext_many_restart_the_wait, 120)
  */
 TEST_F_TIMEOUT(recovery, time_ext_past_the_limit, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0, c1;
 	struct ccid_xfer x;
@@ -1997,10 +1007,10 @@ TEST_F_TIMEOUT(recovery, time_ext_past_the_limit, 120)
 	ASSERT_OK(param_set(e, TIME_EXT_PARAM, "3"));
 	ASSERT_OK(emu_start(e, "--time-ext", "2:20:1", "--time-ext-gap", "500",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 	t0 = now_ms();
-	EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	TH_LOG("limit reached, then the ladder: %ld ms", ms);
 	EXPECT_LE(3000, ms);
@@ -2014,16 +1024,16 @@ TEST_F_TIMEOUT(recovery, time_ext_past_the_limit, 120)
 	/* one every 500 ms for 3 s; TCG may be late with a few */
 	EXPECT_LE(3, c1.v[C_TIME_EXT] - c0.v[C_TIME_EXT]);
 	EXPECT_GE(7, c1.v[C_TIME_EXT] - c0.v[C_TIME_EXT]);
-	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: time extensions past the limit$",
+	EXPECT_KMSG(1, DRV "slot 0: command 0x6f: time extensions past the limit$",
 		    e->busre);
 	EXPECT_EQ(1, uevent_resets(e, "0x1"));
 
 	/* Back to the default: the same reader is waited for to the end */
 	ASSERT_OK(param_restore(e, TIME_EXT_PARAM));
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -2032,7 +1042,7 @@ TEST_F_TIMEOUT(recovery, time_ext_past_the_limit, 120)
  * enough; 1, 0 and 0xFF wait the timeout once and time out.
  */
 FIXTURE(time_ext_mult) {
-	struct env e;
+	struct emu e;
 };
 
 FIXTURE_VARIANT(time_ext_mult) {
@@ -2056,11 +1066,11 @@ FIXTURE_VARIANT_ADD(time_ext_mult, mult_255_waits_once) {
 	.mult = "255", .answered = false,
 };
 
-ENV_FIXTURE_HOOKS(time_ext_mult);
+EMU_FIXTURE_HOOKS(time_ext_mult);
 
 TEST_F_TIMEOUT(time_ext_mult, one_extension, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -2071,16 +1081,16 @@ TEST_F_TIMEOUT(time_ext_mult, one_extension, 120)
 	strf(script, sizeof(script), "2:1:%s", variant->mult);
 	ASSERT_OK(emu_start(e, "--time-ext", script, "--time-ext-gap", "2000",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 	t0 = now_ms();
 	if (variant->answered) {
-		ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+		ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 		ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 		EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 1, 0);
 		EXPECT_EVENTS(0, e, "^abort-");
 	} else {
-		EXPECT_ERRNO(ETIMEDOUT, echo(e->fd, rx, sizeof(rx), &x));
+		EXPECT_ERRNO(ETIMEDOUT, echo_1234(e->fd, rx, sizeof(rx), &x));
 		ms = now_ms() - t0;
 		EXPECT_LE(XFR_T_MS, ms);
 		EXPECT_GE(LADDER_MAX_MS, ms);
@@ -2088,14 +1098,14 @@ TEST_F_TIMEOUT(time_ext_mult, one_extension, 120)
 		EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 1, 0);
 		EXPECT_ABORTS(1, e, 1);
 		EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=1$");
-		EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$",
+		EXPECT_KMSG(1, DRV "slot 0: command 0x6f: no answer$",
 			    e->busre);
-		EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+		EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 		ASSERT_CARD_WORKS(e->fd);
 	}
 	EXPECT_EVENTS(1, e, "^time-ext 2 slot=0 seq=1 mult=%s$", variant->mult);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2103,7 +1113,7 @@ TEST_F_TIMEOUT(time_ext_mult, one_extension, 120)
 
 TEST_F_TIMEOUT(recovery, sigint_during_secure, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_slot_events ev0, ev;
 	struct child_result r;
 	struct ccid_power_on p;
@@ -2114,7 +1124,7 @@ TEST_F_TIMEOUT(recovery, sigint_during_secure, 120)
 	pid_t pid;
 
 	ASSERT_OK(emu_start(e, NULL));		/* the pad waits for a PIN */
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	ASSERT_OK(slot_events(e->fd, 0, &ev0));
 	counters_read(e, &c0);
 
@@ -2155,13 +1165,13 @@ TEST_F_TIMEOUT(recovery, sigint_during_secure, 120)
 	ASSERT_CARD_WORKS(fd2);
 	close(fd2);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG(0, e, DRV "(slot|reader|bulk)", e->busre);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG(0, DRV "(slot|reader|bulk)", e->busre);
+	EXPECT_KMSG_CLEAN();
 }
 
 TEST_F_TIMEOUT(recovery, sigkill_during_secure, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_slot_events ev0, ev;
 	struct child_result r;
 	struct ccid_power_on p;
@@ -2172,7 +1182,7 @@ TEST_F_TIMEOUT(recovery, sigkill_during_secure, 120)
 	pid_t pid;
 
 	ASSERT_OK(emu_start(e, NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	ASSERT_OK(slot_events(e->fd, 0, &ev0));
 	counters_read(e, &c0);
 
@@ -2206,8 +1216,8 @@ TEST_F_TIMEOUT(recovery, sigkill_during_secure, 120)
 	ASSERT_CARD_WORKS(fd2);
 	close(fd2);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG(0, e, DRV "(slot|reader|bulk)", e->busre);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG(0, DRV "(slot|reader|bulk)", e->busre);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2215,7 +1225,7 @@ TEST_F_TIMEOUT(recovery, sigkill_during_secure, 120)
 
 TEST_F_TIMEOUT(recovery, ioctl_abort_during_secure, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_slot_events ev;
 	struct ccid_power_on p;
 	struct bg_secure bg;
@@ -2227,7 +1237,7 @@ TEST_F_TIMEOUT(recovery, ioctl_abort_during_secure, 120)
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--max-slot-index", "1", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	fd2 = open(e->dev, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd2);
 	counters_read(e, &c0);
@@ -2271,13 +1281,13 @@ TEST_F_TIMEOUT(recovery, ioctl_abort_during_secure, 120)
 	/* no new generation: the same file goes on without powering on */
 	ASSERT_OK(slot_events(e->fd, 0, &ev));
 	EXPECT_EQ(0, ev.reset_pending);
-	EXPECT_FALSE(poll_now(e->fd, POLLPRI) & POLLPRI);
-	ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_FALSE(poll_mask(e->fd, 0) & POLLPRI);
+	ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 	close(fd2);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG(0, e, DRV "(slot|reader|bulk)", e->busre);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG(0, DRV "(slot|reader|bulk)", e->busre);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2288,7 +1298,7 @@ TEST_F_TIMEOUT(recovery, ioctl_abort_during_secure, 120)
  * The node goes away in disconnect(), after the driver marked the reader
  * gone: a command may see its URB fail with ENODEV a little earlier.
  */
-static bool node_gone(struct env *e, long ms)
+static bool node_gone(struct emu *e, long ms)
 {
 	long end = now_ms() + ms;
 
@@ -2308,45 +1318,45 @@ static bool node_gone(struct env *e, long ms)
 	short __rev;							\
 	memset(&__a, 0, sizeof(__a));					\
 	EXPECT_ERRNO(ENODEV, do_ioctl(fd, CCID_IOC_GET_INFO, &__i));	\
-	EXPECT_ERRNO(ENODEV, slot_status(fd, &__st));			\
-	EXPECT_ERRNO(ENODEV, power_on(fd, &__p));			\
-	EXPECT_ERRNO(ENODEV, echo(fd, __rx, sizeof(__rx), &__x));	\
+	EXPECT_ERRNO(ENODEV, slot_status(fd, 0, &__st));			\
+	EXPECT_ERRNO(ENODEV, power_on(fd, 0, &__p));			\
+	EXPECT_ERRNO(ENODEV, echo_1234(fd, __rx, sizeof(__rx), &__x));	\
 	EXPECT_ERRNO(ENODEV, do_ioctl(fd, CCID_IOC_ABORT, &__a));	\
 	EXPECT_ERRNO(ENODEV, slot_events(fd, 0, &__ev));		\
-	__rev = poll_now(fd, POLLIN | POLLPRI);				\
+	__rev = poll_mask(fd, 0);				\
 	EXPECT_EQ(POLLHUP | POLLERR, __rev & (POLLHUP | POLLERR))	\
 		TH_LOG("poll: revents 0x%x", __rev);			\
 } while (0)
 
 TEST_F_TIMEOUT(recovery, disconnect_during_xfr, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct ccid_xfer x;
 	uint8_t rx[64];
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--disconnect-at", "2", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	t0 = now_ms();
-	EXPECT_ERRNO(ENODEV, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ENODEV, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_GT(PROMPT_MS, ms) TH_LOG("ENODEV after %ld ms", ms);
 	EXPECT_EQ(0xff, x.status);
 	EXPECT_TRUE(emu_wait_gone(e, EMU_EXIT_MS));
-	EXPECT_EQ(0, WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1);
+	EXPECT_EQ(0, WIFEXITED(e->status) ? WEXITSTATUS(e->status) : -1);
 	EXPECT_EVENT(e, "^detached reason=disconnect-at cmd=2$");
 
 	EXPECT_TRUE(node_gone(e, 5000));
 	EXPECT_ALL_ENODEV(e->fd);
 	emu_stop(e);
-	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG(0, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG_CLEAN();
 }
 
 TEST_F_TIMEOUT(recovery, disconnect_during_pin_entry, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct bg_secure bg;
 	uint8_t blk[19];
@@ -2354,7 +1364,7 @@ TEST_F_TIMEOUT(recovery, disconnect_during_pin_entry, 120)
 	int seq;
 
 	ASSERT_OK(emu_start(e, NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	spr332_verify_block(blk);
 	ASSERT_OK(bg_secure_start(&bg, e->fd, blk, sizeof(blk)));
 	seq = wait_pin_entry(e);
@@ -2370,7 +1380,7 @@ TEST_F_TIMEOUT(recovery, disconnect_during_pin_entry, 120)
 	EXPECT_EQ(0xff, bg.x.status);
 	EXPECT_GT(PROMPT_MS, ms) TH_LOG("ENODEV after %ld ms", ms);
 	EXPECT_TRUE(emu_wait_gone(e, EMU_EXIT_MS));
-	EXPECT_EQ(0, WIFEXITED(e->emu_status) ? WEXITSTATUS(e->emu_status) : -1);
+	EXPECT_EQ(0, WIFEXITED(e->status) ? WEXITSTATUS(e->status) : -1);
 	EXPECT_EVENT(e, "^detached reason=disconnect$");
 	/* the Abort procedure is skipped for a reader that is gone */
 	EXPECT_EVENTS(0, e, "^abort-");
@@ -2378,25 +1388,25 @@ TEST_F_TIMEOUT(recovery, disconnect_during_pin_entry, 120)
 	EXPECT_TRUE(node_gone(e, 5000));
 	EXPECT_ALL_ENODEV(e->fd);
 	emu_stop(e);
-	EXPECT_KMSG(0, e, DRV "slot 0: abort failed", e->busre);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG(0, DRV "slot 0: abort failed", e->busre);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* Unplugged while the ladder runs: ENODEV at once, nothing else tried */
 TEST_F_TIMEOUT(recovery, disconnect_during_recovery, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct bg_secure bg;
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--mute-after", "1", "--abort", "ignore", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	/* an XfrBlock in the background, through the Secure helper's thread */
 	memset(&bg, 0, sizeof(bg));
 	bg.fd = e->fd;
-	bg.blk = echo_apdu;
-	bg.len = sizeof(echo_apdu);
+	bg.blk = echo_cmd;
+	bg.len = sizeof(echo_cmd);
 	bg.xfr = true;
 	ASSERT_EQ(0, pthread_create(&bg.thread, NULL, bg_secure_fn, &bg));
 	/* the first Abort is being drained */
@@ -2416,15 +1426,15 @@ TEST_F_TIMEOUT(recovery, disconnect_during_recovery, 120)
 	EXPECT_TRUE(node_gone(e, 5000));
 	EXPECT_ALL_ENODEV(e->fd);
 	emu_stop(e);
-	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG(0, DRV "reader does not answer", e->busre);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
 /* 8. Stalled bulk endpoints */
 
 FIXTURE(stall) {
-	struct env e;
+	struct emu e;
 };
 
 FIXTURE_VARIANT(stall) {
@@ -2441,7 +1451,7 @@ FIXTURE_VARIANT_ADD(stall, bulk_out) {
 	.script = "2:out", .ep = "0x02", .dir = "OUT",
 };
 
-ENV_FIXTURE_HOOKS(stall);
+EMU_FIXTURE_HOOKS(stall);
 
 /*
  * EIO; the driver clears the halt (clear_halts), aborts the command, and,
@@ -2450,7 +1460,7 @@ ENV_FIXTURE_HOOKS(stall);
  */
 TEST_F_TIMEOUT(stall, eio_then_recovered, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -2459,10 +1469,10 @@ TEST_F_TIMEOUT(stall, eio_then_recovered, 120)
 	long t0, ms;
 
 	ASSERT_OK(emu_start(e, "--stall", variant->script, NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 	t0 = now_ms();
-	EXPECT_ERRNO(EIO, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(EIO, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_GE(LADDER_MAX_MS, ms);
 	EXPECT_EQ(0xff, x.status);
@@ -2478,21 +1488,21 @@ TEST_F_TIMEOUT(stall, eio_then_recovered, 120)
 	EXPECT_EVENTS(1, e, "^abort-answered seq=1 slot=0 aborted=0$");
 	EXPECT_EVENTS(0, e, "^reset$");
 	EXPECT_DELTAS(e, &c0, 0, 1, 1, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "bulk-%s endpoint stalled$", e->busre,
+	EXPECT_KMSG(1, DRV "bulk-%s endpoint stalled$", e->busre,
 		    variant->dir);
 
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_DELTAS(e, &c0, 0, 1, 1, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
 /* 3. Malformed answers */
 
 FIXTURE(bad_frame) {
-	struct env e;
+	struct emu e;
 };
 
 FIXTURE_VARIANT(bad_frame) {
@@ -2542,11 +1552,11 @@ FIXTURE_VARIANT_ADD(bad_frame, babble) {
 	.kind = "babble", .err = EPROTO, .why = "more than a message",
 };
 
-ENV_FIXTURE_HOOKS(bad_frame);
+EMU_FIXTURE_HOOKS(bad_frame);
 
 TEST_F_TIMEOUT(bad_frame, recovered, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	char kind[32];
 	struct ccid_power_on p;
 	struct counters c0;
@@ -2557,11 +1567,11 @@ TEST_F_TIMEOUT(bad_frame, recovered, 120)
 
 	strf(kind, sizeof(kind), "2:%s", variant->kind);
 	ASSERT_OK(emu_start(e, "--bad", kind, NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 
 	t0 = now_ms();
-	EXPECT_ERRNO(variant->err, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(variant->err, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ms = now_ms() - t0;
 	EXPECT_GE(LADDER_MAX_MS, ms);
 	/* the "-then-right" kind logs its bad half */
@@ -2576,13 +1586,13 @@ TEST_F_TIMEOUT(bad_frame, recovered, 120)
 		 * The next command works, and drops what is left (the second
 		 * copy of a duplicate goes out, and is logged, only then).
 		 */
-		ASSERT_OK(echo(e->fd, rx, sizeof(rx), &x));
+		ASSERT_OK(echo_1234(e->fd, rx, sizeof(rx), &x));
 		ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 		EXPECT_EVENT(e, "^bad 2 kind=%s ", kind);
 		EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, variant->stale, 0, 0);
 		EXPECT_EVENTS(0, e, "^abort-");
 		EXPECT_EQ(0, emu_stop(e));
-		EXPECT_KMSG_CLEAN(e);
+		EXPECT_KMSG_CLEAN();
 		return;
 	}
 
@@ -2591,11 +1601,11 @@ TEST_F_TIMEOUT(bad_frame, recovered, 120)
 	if (variant->err == ETIMEDOUT) {
 		EXPECT_LE(XFR_T_MS, ms);
 		EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, variant->stale, 0, 0);
-		EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$",
+		EXPECT_KMSG(1, DRV "slot 0: command 0x6f: no answer$",
 			    e->busre);
 	} else {
 		EXPECT_DELTAS(e, &c0, 0, 1, 0, 0, 0, 0, 1);
-		EXPECT_KMSG(1, e, DRV "slot 0: bad answer: %s$", e->busre,
+		EXPECT_KMSG(1, DRV "slot 0: bad answer: %s$", e->busre,
 			    variant->why);
 	}
 	/* recovery: Abort, then IccPowerOff and ResetParameters */
@@ -2608,16 +1618,16 @@ TEST_F_TIMEOUT(bad_frame, recovered, 120)
 				    "^answer [0-9]+ type=0x82 slot=0 seq=3 "));
 	EXPECT_EVENTS(0, e, "^clear-halt ");
 
-	EXPECT_ERRNO(ECONNRESET, echo(e->fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(ECONNRESET, echo_1234(e->fd, rx, sizeof(rx), &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
 /* Power management: autosuspend once the last file is closed */
 
-static int usb_power_set(struct env *e, const char *name, const char *val)
+static int usb_power_set(struct emu *e, const char *name, const char *val)
 {
 	char path[PATH_MAX];
 
@@ -2627,7 +1637,7 @@ static int usb_power_set(struct env *e, const char *name, const char *val)
 }
 
 /* power/runtime_status of the USB device becomes @want within @ms */
-static bool usb_runtime_status_is(struct env *e, const char *want, long ms)
+static bool usb_runtime_status_is(struct emu *e, const char *want, long ms)
 {
 	char path[PATH_MAX], buf[32];
 	long end = now_ms() + ms;
@@ -2645,7 +1655,7 @@ static bool usb_runtime_status_is(struct env *e, const char *want, long ms)
 }
 
 FIXTURE(pm) {
-	struct env e;
+	struct emu e;
 };
 
 /*
@@ -2665,7 +1675,7 @@ FIXTURE_VARIANT_ADD(pm, reset_resume) {
 	.reset_resume = true,
 };
 
-ENV_FIXTURE_HOOKS(pm);
+EMU_FIXTURE_HOOKS(pm);
 
 /*
  * An open file keeps the reader resumed.  Closed, it autosuspends (the
@@ -2675,7 +1685,7 @@ ENV_FIXTURE_HOOKS(pm);
  */
 TEST_F_TIMEOUT(pm, autosuspend_then_open, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_slot_events ev0, ev1;
 	struct ccid_power_on p;
 
@@ -2683,7 +1693,7 @@ TEST_F_TIMEOUT(pm, autosuspend_then_open, 120)
 	if (variant->reset_resume)
 		ASSERT_OK(param_set(e, USBCORE_QUIRKS, "1209:cc1d:b"));
 	ASSERT_OK(emu_start(e, "--vid", "0x1209", "--pid", "0xcc1d", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	ASSERT_OK(slot_events(e->fd, 0, &ev0));
 
 	ASSERT_OK(usb_power_set(e, "autosuspend_delay_ms", "0"));
@@ -2710,7 +1720,7 @@ TEST_F_TIMEOUT(pm, autosuspend_then_open, 120)
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_TRUE(usb_runtime_status_is(e, "active", 0));
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2722,27 +1732,27 @@ TEST_F_TIMEOUT(pm, autosuspend_then_open, 120)
  */
 TEST_F_TIMEOUT(recovery, timeout_floor, 60)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
 	uint8_t rx[64];
 
 	ASSERT_OK(emu_start(e, "--delay", "2:300", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
-	ASSERT_OK(xfer(e->fd, CCID_IOC_XFR_BLOCK, echo_apdu, sizeof(echo_apdu),
+	ASSERT_OK(xfer(e->fd, CCID_IOC_XFR_BLOCK, 0, echo_cmd, sizeof(echo_cmd),
 		       rx, sizeof(rx), 1, &x));
 	ASSERT_BYTES(echo_rsp, sizeof(echo_rsp), rx, x.rx_len);
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* A file opened read-only may look, not act */
 TEST_F_TIMEOUT(recovery, read_only_open_looks_only, 60)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_reader_info info;
 	struct ccid_slot_status st;
 	struct ccid_slot_events ev;
@@ -2759,8 +1769,8 @@ TEST_F_TIMEOUT(recovery, read_only_open_looks_only, 60)
 	memset(&st, 0, sizeof(st));
 	EXPECT_OK(do_ioctl(fd, CCID_IOC_SLOT_STATUS, &st));
 	EXPECT_OK(slot_events(fd, 0, &ev));
-	EXPECT_ERRNO(EBADF, power_on(fd, &p));
-	EXPECT_ERRNO(EBADF, echo(fd, rx, sizeof(rx), &x));
+	EXPECT_ERRNO(EBADF, power_on(fd, 0, &p));
+	EXPECT_ERRNO(EBADF, echo_1234(fd, rx, sizeof(rx), &x));
 	memset(&st, 0, sizeof(st));
 	EXPECT_ERRNO(EBADF, do_ioctl(fd, CCID_IOC_POWER_OFF, &st));
 	memset(&a, 0, sizeof(a));
@@ -2772,9 +1782,9 @@ TEST_F_TIMEOUT(recovery, read_only_open_looks_only, 60)
 	/* only GET_INFO, SLOT_STATUS and SLOT_EVENTS reached the driver */
 	EXPECT_EVENTS(0, e, "^cmd [0-9]+ type=0x62 ");
 	EXPECT_EVENTS(1, e, "^cmd [0-9]+ type=0x65 ");
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -2784,7 +1794,7 @@ TEST_F_TIMEOUT(recovery, read_only_open_looks_only, 60)
  */
 TEST_F_TIMEOUT(recovery, set_params_longer_than_the_buffer, 60)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_params pr;
 	struct counters c0;
 
@@ -2806,7 +1816,7 @@ TEST_F_TIMEOUT(recovery, set_params_longer_than_the_buffer, 60)
 	EXPECT_EVENT(e, "^cmd [0-9]+ type=0x61 slot=0 seq=[0-9]+ len=5 ");
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 struct uffd_xfer {
@@ -2821,7 +1831,7 @@ static void *uffd_xfer_thread(void *arg)
 {
 	struct uffd_xfer *u = arg;
 
-	u->ret = xfer(u->fd, CCID_IOC_XFR_BLOCK, u->tx, 9, u->rx,
+	u->ret = xfer(u->fd, CCID_IOC_XFR_BLOCK, 0, u->tx, 9, u->rx,
 		      sizeof(u->rx), XFR_T_MS, &u->x);
 	return NULL;
 }
@@ -2843,7 +1853,7 @@ TEST_F_TIMEOUT(recovery, user_page_that_never_faults_in, 120)
 	struct uffdio_register reg = { 0 };
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_zeropage zp = { 0 };
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct uffd_msg msg;
 	struct ccid_power_on p;
 	struct uffd_xfer u = { 0 };
@@ -2867,7 +1877,7 @@ TEST_F_TIMEOUT(recovery, user_page_that_never_faults_in, 120)
 	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
 
 	ASSERT_OK(emu_start(e, NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	fd2 = open(e->dev, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd2);
 	u.fd = e->fd;
@@ -2884,7 +1894,7 @@ TEST_F_TIMEOUT(recovery, user_page_that_never_faults_in, 120)
 	/* another opener's command is not held up (a hang is cut short) */
 	sigaction(SIGALRM, &sa, NULL);
 	alarm(20);
-	ret = echo(fd2, rx, sizeof(rx), &x);
+	ret = echo_1234(fd2, rx, sizeof(rx), &x);
 	alarm(0);
 	EXPECT_OK(ret);
 	EXPECT_EQ(1, u.ret);
@@ -2902,7 +1912,7 @@ TEST_F_TIMEOUT(recovery, user_page_that_never_faults_in, 120)
 	close(uffd);
 	munmap(u.tx, page);
 	emu_stop(e);
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2917,7 +1927,7 @@ static int echo_tagged(int fd, unsigned int tag, struct ccid_xfer *x)
 	uint8_t rx[64];
 	int ret;
 
-	ret = xfer(fd, CCID_IOC_XFR_BLOCK, apdu, sizeof(apdu), rx, sizeof(rx),
+	ret = xfer(fd, CCID_IOC_XFR_BLOCK, 0, apdu, sizeof(apdu), rx, sizeof(rx),
 		   XFR_T_MS, x);
 	if (ret)
 		return ret;
@@ -2945,7 +1955,7 @@ static int echo_tagged(int fd, unsigned int tag, struct ccid_xfer *x)
  */
 TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -2954,7 +1964,7 @@ TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
 	int seq;
 
 	ASSERT_OK(emu_start(e, "--lag-drop", "3", NULL));
-	ASSERT_OK(power_on(e->fd, &p));			/* 1 */
+	ASSERT_OK(power_on(e->fd, 0, &p));			/* 1 */
 	ASSERT_OK(echo_tagged(e->fd, 1, &x));		/* 2 */
 	counters_read(e, &c0);
 	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));	/* 3, dropped */
@@ -2964,7 +1974,7 @@ TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
 	EXPECT_EVENT(e, "^no-answer 3 reason=lag-drop$");
 
 	for (i = 0; i < 10; i++) {
-		int ret = power_on(e->fd, &p) ?: echo_tagged(e->fd, 10 + i, &x);
+		int ret = power_on(e->fd, 0, &p) ?: echo_tagged(e->fd, 10 + i, &x);
 
 		if (!ret)
 			break;
@@ -2981,13 +1991,13 @@ TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
 	EXPECT_LT(i_lag, i_reset);
 	EXPECT_EVENT(e, "^lag-end reason=reset$");
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 1, 1, 0, 0, 1);
-	EXPECT_KMSG(1, e, DRV "slot 0: reader is out of step \\(it answers with the bSeq of a command given up on\\): resetting it$",
+	EXPECT_KMSG(1, DRV "slot 0: reader is out of step \\(it answers with the bSeq of a command given up on\\): resetting it$",
 		    e->busre);
-	EXPECT_KMSG(1, e, DRV "slot 0: command 0x6f: no answer$", e->busre);
+	EXPECT_KMSG(1, DRV "slot 0: command 0x6f: no answer$", e->busre);
 
 	EXPECT_100_OWN_ANSWERS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -2999,14 +2009,14 @@ TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
  */
 TEST_F_TIMEOUT(recovery, out_of_step_every_command, 180)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
 	int i_cmd3, i_reset;
 
 	ASSERT_OK(emu_start(e, "--lag", "2:1", NULL));
-	ASSERT_OK(power_on(e->fd, &p));			/* 1 */
+	ASSERT_OK(power_on(e->fd, 0, &p));			/* 1 */
 	ASSERT_OK(echo_tagged(e->fd, 1, &x));		/* 2 */
 	counters_read(e, &c0);
 	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));
@@ -3023,10 +2033,10 @@ TEST_F_TIMEOUT(recovery, out_of_step_every_command, 180)
 	EXPECT_EQ(0, attr_delta(e, &c0, C_CLEAR_HALTS));
 
 	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 3, &x));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	EXPECT_100_OWN_ANSWERS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -3038,7 +2048,7 @@ TEST_F_TIMEOUT(recovery, out_of_step_every_command, 180)
 TEST_F_TIMEOUT(recovery, in_zlp_after_a_full_urb, 60)
 {
 	static const uint8_t le244[] = { 0x80, 0xee, 0x00, 0x00, 0xf4 };
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
@@ -3046,16 +2056,16 @@ TEST_F_TIMEOUT(recovery, in_zlp_after_a_full_urb, 60)
 
 	ASSERT_OK(emu_start(e, "--speed", "2", "--max-msg", "256", "--in-zlp",
 			    NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
-	ASSERT_OK(xfer(e->fd, CCID_IOC_XFR_BLOCK, le244, sizeof(le244), rx,
+	ASSERT_OK(xfer(e->fd, CCID_IOC_XFR_BLOCK, 0, le244, sizeof(le244), rx,
 		       sizeof(rx), XFR_T_MS, &x));
 	EXPECT_EQ(246, x.rx_len);
 	EXPECT_OK(echo_tagged(e->fd, 7, &x));
 	EXPECT_EVENTS(1, e, "^in-zlp$");
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* A command of exactly one 64-byte packet: 10 + 4 + 1 + 49 */
@@ -3065,7 +2075,7 @@ static int echo_one_packet(int fd, struct ccid_xfer *x, uint8_t *rx,
 	uint8_t apdu[54] = { 0x80, 0xee, 0x00, 0x00, 49 };
 
 	memset(apdu + 5, 0x5a, 49);
-	return xfer(fd, CCID_IOC_XFR_BLOCK, apdu, sizeof(apdu), rx, size,
+	return xfer(fd, CCID_IOC_XFR_BLOCK, 0, apdu, sizeof(apdu), rx, size,
 		    XFR_T_MS, x);
 }
 
@@ -3075,27 +2085,27 @@ static int echo_one_packet(int fd, struct ccid_xfer *x, uint8_t *rx,
  */
 TEST_F_TIMEOUT(recovery, out_no_zlp_after_whole_packets, 60)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
 	uint8_t rx[64];
 
 	ASSERT_OK(emu_start(e, "--speed", "2", "--out-zlp", "stall", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 	EXPECT_OK(echo_one_packet(e->fd, &x, rx, sizeof(rx)));
 	EXPECT_EQ(51, x.rx_len);
 	EXPECT_EVENTS(0, e, "^out-zlp");
 	EXPECT_DELTAS(e, &c0, 0, 0, 0, 0, 0, 0, 0);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /* ...and a reader that needs one gets it through the quirk 'z' */
 TEST_F_TIMEOUT(recovery, out_zlp_quirk, 60)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct ccid_xfer x;
 	uint8_t rx[64];
@@ -3103,14 +2113,14 @@ TEST_F_TIMEOUT(recovery, out_zlp_quirk, 60)
 	ASSERT_OK(quirks_set(e, "04e6:e003:z"));
 	ASSERT_OK(emu_start(e, "--speed", "2", "--out-zlp", "need", NULL));
 	EXPECT_EQ(0, attr_cmp(e, "quirks", "out_zlp"));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	EXPECT_OK(echo_one_packet(e->fd, &x, rx, sizeof(rx)));
 	EXPECT_EQ(51, x.rx_len);
 	EXPECT_EVENT(e, "^out-zlp ok [0-9]+$");
 	EXPECT_EVENTS(0, e, "^out-zlp missing ");
 	EXPECT_EQ(0, emu_stop(e));
 	EXPECT_OK(quirks_restore(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -3121,14 +2131,14 @@ TEST_F_TIMEOUT(recovery, out_zlp_quirk, 60)
  */
 TEST_F_TIMEOUT(recovery, out_urb_never_taken, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct counters c0;
 	struct ccid_xfer x;
 	int i_unlink;
 
 	ASSERT_OK(emu_start(e, "--out-pending", "2", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	counters_read(e, &c0);
 	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 1, &x));
 	EXPECT_EQ(0xff, x.status);
@@ -3136,12 +2146,12 @@ TEST_F_TIMEOUT(recovery, out_urb_never_taken, 120)
 	EXPECT_LE(0, i_unlink);
 	EXPECT_LT(i_unlink, log_find(e, i_unlink, NULL, 0, "^abort-answered "));
 	EXPECT_DELTAS(e, &c0, 1, 1, 0, 0, 0, 0, 0);
-	EXPECT_KMSG(1, e, DRV "slot 0: reader does not take command 0x6f$",
+	EXPECT_KMSG(1, DRV "slot 0: reader does not take command 0x6f$",
 		    e->busre);
 	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 2, &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 /*
@@ -3152,7 +2162,7 @@ TEST_F_TIMEOUT(recovery, out_urb_never_taken, 120)
  */
 TEST_F_TIMEOUT(recovery, two_interfaces_reset_by_one, 180)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct ccid_xfer x;
 	char line[256], dev1[64];
@@ -3160,35 +2170,35 @@ TEST_F_TIMEOUT(recovery, two_interfaces_reset_by_one, 180)
 
 	ASSERT_OK(emu_start(e, "--interfaces", "2", "--mute-after", "1",
 			    "--abort", "ignore", "--revive-on-reset", NULL));
-	ASSERT_LE(0, log_find(e, 0, line, sizeof(line),
+	/* interface 1 binds after interface 0, which emu_start waited for */
+	ASSERT_LE(0, log_wait(e, NODE_WAIT_MS, 0, line, sizeof(line),
 			      "^node dev=[^ ]+ busid=[^ ]+ intf=1$"));
 	ASSERT_EQ(1, sscanf(line, "node dev=%63s", dev1));
 	fd1 = open(dev1, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd1);
-	ASSERT_OK(power_on(fd1, &p));
+	ASSERT_OK(power_on(fd1, 0, &p));
 	ASSERT_OK(echo_tagged(fd1, 1, &x));
 
-	ASSERT_OK(power_on(e->fd, &p));			/* 1: then mute */
+	ASSERT_OK(power_on(e->fd, 0, &p));			/* 1: then mute */
 	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));
 	EXPECT_EVENTS(1, e, "^reset$");
-	EXPECT_EQ(1, attr_num_of(e, "usb_resets"));
+	EXPECT_EQ(1, attr_num(e, "usb_resets"));
 
 	EXPECT_ERRNO(ECONNRESET, echo_tagged(fd1, 3, &x));
-	ASSERT_OK(power_on(fd1, &p));
+	ASSERT_OK(power_on(fd1, 0, &p));
 	EXPECT_OK(echo_tagged(fd1, 4, &x));
 	ASSERT_CARD_WORKS(e->fd);
 	close(fd1);
 	EXPECT_EQ(0, emu_stop(e));
-	expect_kmsg_clean(_metadata, e, __LINE__, true);
+	expect_kmsg_clean(_metadata, __LINE__, true);
 }
 
 /* USBDEVFS_RESET the emulated device from another process, after @ms */
-static pid_t reset_device_later(struct env *e, long ms)
+static pid_t reset_device_later(struct emu *e, long ms)
 {
-	char path[PATH_MAX];
+	const char *path = emu_path();
 	pid_t pid;
 
-	emu_path(path, sizeof(path));
 	pid = fork();
 	if (pid)
 		return pid;
@@ -3205,14 +2215,14 @@ static pid_t reset_device_later(struct env *e, long ms)
  */
 TEST_F_TIMEOUT(recovery, external_reset_during_recovery_is_eio, 120)
 {
-	struct env *e = &self->e;
+	struct emu *e = &self->e;
 	struct ccid_power_on p;
 	struct ccid_xfer x;
 	int status, i_abort, i_reset;
 	pid_t pid;
 
 	ASSERT_OK(emu_start(e, "--drop", "2", "--abort", "ignore", NULL));
-	ASSERT_OK(power_on(e->fd, &p));
+	ASSERT_OK(power_on(e->fd, 0, &p));
 	/* the XfrBlock times out at 1 s; its first Abort runs until 2 s */
 	pid = reset_device_later(e, XFR_T_MS + XFR_T_MS / 2);
 	ASSERT_LT(0, pid);
@@ -3224,13 +2234,13 @@ TEST_F_TIMEOUT(recovery, external_reset_during_recovery_is_eio, 120)
 	i_reset = log_find(e, 0, NULL, 0, "^reset$");
 	EXPECT_LE(0, i_abort);
 	EXPECT_LT(i_abort, i_reset);
-	EXPECT_EQ(0, attr_num_of(e, "usb_resets"));
-	EXPECT_KMSG(0, e, DRV "reader does not answer", e->busre);
+	EXPECT_EQ(0, attr_num(e, "usb_resets"));
+	EXPECT_KMSG(0, DRV "reader does not answer", e->busre);
 
 	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 2, &x));
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
-	EXPECT_KMSG_CLEAN(e);
+	EXPECT_KMSG_CLEAN();
 }
 
 TEST_HARNESS_MAIN
