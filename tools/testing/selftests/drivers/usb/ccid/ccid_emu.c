@@ -10,8 +10,9 @@
  * usage() text below.
  *
  * Files: ccid_emu.c (this: options, log, control channel, main loop),
- * ccid_emu_usb.c (USB/IP, descriptors, ep0), ccid_emu_card.c (the CCID
- * reader, cards, PIN pad, scripted behaviours).
+ * ccid_emu_usb.c (USB/IP, descriptors, ep0), ccid_emu_reader.c (the
+ * CCID reader, PIN pad, scripted behaviours), ccid_emu_card.c (the card
+ * model).  They are layered: see "Layers" in ccid_emu.h.
  */
 
 #include <errno.h>
@@ -39,14 +40,19 @@ static uint64_t rng_state;
 static int log_intf;		/* lines get " intf=N" for N > 0 */
 static volatile sig_atomic_t got_signal;
 
-static const char usage_text[] =
+/* ccid_emu --help, one string per section, printed in this order */
+static const char usage_intro[] =
 "Usage: ccid_emu [OPTIONS]\n"
 "       ccid_emu --reset-device BUSID\n"
-"\n"
+"\n";
+
+static const char usage_about[] =
 "An emulated CCID reader on vhci_hcd (USB/IP over a socketpair).  Runs as\n"
 "root until \"quit\", a detach, or SIGTERM/SIGINT; exit status 0, or 1 when\n"
 "it could not attach (2 for a usage error).\n"
-"\n"
+"\n";
+
+static const char usage_process[] =
 "Process:\n"
 "  --port N              vhci port (default: the first free high-speed one)\n"
 "  --speed 2|3           full or high speed (default 3)\n"
@@ -60,7 +66,9 @@ static const char usage_text[] =
 "  -v, --verbose         also log every ep0 request (\"ctrl ...\")\n"
 "  --reset-device BUSID  helper: USBDEVFS_RESET the USB device BUSID (e.g.\n"
 "                        3-1, from the \"node\" event) and exit\n"
-"\n"
+"\n";
+
+static const char usage_usb[] =
 "USB personality:\n"
 "  --vid HEX --pid HEX   idVendor, idProduct (default 04e6:e003)\n"
 "  --bcd-device HEX      bcdDevice, the firmware version (default 0x0701)\n"
@@ -84,7 +92,9 @@ static const char usage_text[] =
 "                        class descriptor, slots and cards; its ABORT\n"
 "                        request has wIndex 1; a USB reset resets both.\n"
 "                        Interface 1's log lines end with \" intf=1\"\n"
-"\n"
+"\n";
+
+static const char usage_class[] =
 "CCID class descriptor:\n"
 "  --bcd-ccid HEX        (default 0x0110)\n"
 "  --max-slot-index N    bMaxSlotIndex (default 0)\n"
@@ -113,7 +123,9 @@ static const char usage_text[] =
 "                        overwrite bytes of the device or the whole\n"
 "                        configuration descriptor (repeatable; any field,\n"
 "                        bLength, bDescriptorType, wTotalLength ...)\n"
-"\n"
+"\n";
+
+static const char usage_cards[] =
 "Cards (one per slot):\n"
 "  --atr HEX             ATR of every slot (default 3B 88 80 01 \"CCID-EMU\"\n"
 "                        TCK with T=1, 3B 08 \"CCID-EMU\" with --protocol t0)\n"
@@ -127,7 +139,9 @@ static const char usage_text[] =
 "                        D2760001240103040000000000000000 (OpenPGP) and\n"
 "                        F04343494445 (\"\\xF0CCIDE\"); a prefix of 5+ bytes\n"
 "                        selects)\n"
-"\n"
+"\n";
+
+static const char usage_pad[] =
 "PIN pad (PC_to_RDR_Secure):\n"
 "  --pad-pin D|cancel|timeout\n"
 "                        what the user types for every Secure: digits\n"
@@ -140,7 +154,9 @@ static const char usage_text[] =
 "                        successful DataBlock 64 00 after the entry, then\n"
 "                        nothing on bulk-IN (Abort included) until a USB\n"
 "                        reset; the reset powers the card off\n"
-"\n"
+"\n";
+
+static const char usage_scripts[] =
 "Scripts (N: the Nth bulk-OUT CCID message since start, 1-based, Abort\n"
 "included, never reset, counted per interface; the \"cmd N\" event shows\n"
 "N; repeatable):\n"
@@ -204,7 +220,9 @@ static const char usage_text[] =
 "                        right, duplicate, failed with a random bError,\n"
 "                        wrong type, len-over-data, short-header, 1-64\n"
 "                        random bytes, babble, len-over-max, no answer\n"
-"\n"
+"\n";
+
+static const char usage_zlp[] =
 "Zero-length packets (ZLP: a bulk-OUT URB of length 0, or one of a whole\n"
 "number of packets with URB_ZERO_PACKET, taken as the data, then a ZLP):\n"
 "  --out-zlp MODE        a bulk-OUT ZLP: ignore (default: logged only,\n"
@@ -221,7 +239,9 @@ static const char usage_text[] =
 "                        --max-msg a multiple of --max-packet, an answer\n"
 "                        of dwMaxCCIDMessageLength bytes fills the\n"
 "                        driver's URB: echo 80 EE 00 00 Le, Le = that - 12)\n"
-"\n"
+"\n";
+
+static const char usage_card_cmds[] =
 "Card commands (XfrBlock at short/extended APDU level; TPDU level: T=0\n"
 "TPDUs, or T=1 blocks NAD PCB LEN INF LRC with IFS/RESYNCH/ABORT):\n"
 "  80 EE P1 P2 [Lc DATA] [Le]  echo: DATA 90 00, or with no DATA Le bytes\n"
@@ -241,7 +261,9 @@ static const char usage_text[] =
 "  chaining (wLevelParameter 1, 3, 2) is answered with 0x10.  Escape is\n"
 "  echoed.  A Secure verify answers the card's SW (64 03: length outside\n"
 "  wPINMaxExtraDigit); failures: PIN_TIMEOUT (0xF0), PIN_CANCELLED (0xEF).\n"
-"\n"
+"\n";
+
+static const char usage_ctl[] =
 "Control channel, one command a line (\"ctl-ok LINE\" or \"ctl-error LINE\"\n"
 "is logged after each):\n"
 "  insert S | remove S   card in or out, with NotifySlotChange on int-in\n"
@@ -255,7 +277,9 @@ static const char usage_text[] =
 "  replug                close the socket, attach again as a new device\n"
 "  quit                  close the socket and exit\n"
 "  intf I LINE           LINE (a reader command above) for interface I\n"
-"\n"
+"\n";
+
+static const char usage_events[] =
 "Events (stdout or --log, one line each, flushed):\n"
 "  attached port=P speed=S devid=0x...     configured value=V\n"
 "  node dev=/dev/ccidN busid=B             node none busid=B\n"
@@ -287,9 +311,27 @@ static const char usage_text[] =
 "  ctl-ok LINE | ctl-error LINE            error TEXT\n"
 "  detached reason=quit|disconnect|disconnect-at cmd=N|peer-closed|signal|..\n";
 
+static const char *const usage_sections[] = {
+	usage_intro,
+	usage_about,
+	usage_process,
+	usage_usb,
+	usage_class,
+	usage_cards,
+	usage_pad,
+	usage_scripts,
+	usage_zlp,
+	usage_card_cmds,
+	usage_ctl,
+	usage_events,
+};
 static void usage(int status)
 {
-	fputs(usage_text, status ? stderr : stdout);
+	FILE *f = status ? stderr : stdout;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(usage_sections); i++)
+		fputs(usage_sections[i], f);
 	exit(status);
 }
 
@@ -414,6 +456,47 @@ void emu_exit(const char *reason)
 	if (ctl_is_fifo && cfg.ctl_path)
 		close(ctl_fd);
 	exit(status);
+}
+
+/* ------------------------------------------------------------------ */
+/* Growing buffers, for the reader and the card */
+
+void buf_add(struct buf *b, const void *data, size_t len)
+{
+	if (b->len + len > b->size) {
+		size_t size = b->size ? b->size : 64;
+		uint8_t *p;
+
+		while (size < b->len + len)
+			size *= 2;
+		p = realloc(b->p, size);
+		if (!p) {
+			elog("error out of memory");
+			emu_exit("error");
+		}
+		b->p = p;
+		b->size = size;
+	}
+	if (len)
+		memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+void buf_byte(struct buf *b, uint8_t v)
+{
+	buf_add(b, &v, 1);
+}
+
+void buf_sw(struct buf *b, uint16_t sw)
+{
+	buf_byte(b, sw >> 8);
+	buf_byte(b, sw & 0xff);
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
 }
 
 /* ------------------------------------------------------------------ */
@@ -813,357 +896,443 @@ static void defaults(void)
 	cfg.num_aids = 2;
 }
 
-static void parse_args(int argc, char **argv, const char **reset_busid)
+/*
+ * The options, one function per group of the --help text.  Each returns
+ * false for an option not of its group; parse_args() tries them in turn.
+ */
+static const char *reset_busid;		/* --reset-device */
+static int int_interval = 8;		/* --int-interval */
+
+/* A keyword of names[], or the usage error msg */
+static int keyword(const char *arg, const char *const *names, size_t n,
+		   const char *msg)
 {
-	int int_interval = 8, opt, s;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(arg, names[i]))
+			return i;
+	bad_usage("%s", msg);
+}
+
+static bool opt_process(int opt, const char *o, char *arg)
+{
+	switch (opt) {
+	case 'h':
+		usage(0);
+		break;
+	case 'v':
+		cfg.verbose = true;
+		break;
+	case O_PORT:
+		cfg.port = num(o, arg, 4095);
+		break;
+	case O_NODE_TIMEOUT:
+		cfg.node_timeout_ms = num(o, arg, 3600000);
+		break;
+	case O_SPEED:
+		cfg.speed = num(o, arg, 3);
+		if (cfg.speed < 2)
+			bad_usage("--speed: 2 or 3");
+		break;
+	case O_LOG:
+		cfg.log_path = arg;
+		break;
+	case O_CTL:
+		cfg.ctl_path = arg;
+		break;
+	case O_TIMESTAMPS:
+		cfg.timestamps = true;
+		break;
+	case O_RESET_DEVICE:
+		reset_busid = arg;
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+static bool opt_usb(int opt, const char *o, char *arg)
+{
+	switch (opt) {
+	case O_VID:
+		cfg.vid = hexnum(o, arg, 0xffff);
+		break;
+	case O_PID:
+		cfg.pid = hexnum(o, arg, 0xffff);
+		break;
+	case O_BCD_DEVICE:
+		cfg.bcd_device = hexnum(o, arg, 0xffff);
+		break;
+	case O_BCD_USB:
+		cfg.bcd_usb = hexnum(o, arg, 0xffff);
+		break;
+	case O_MANUFACTURER:
+		cfg.manufacturer = arg;
+		break;
+	case O_PRODUCT:
+		cfg.product = arg;
+		break;
+	case O_SERIAL:
+		cfg.serial = arg;
+		break;
+	case O_IFACE_CLASS:
+		cfg.iface_class = num(o, arg, 0xff);
+		break;
+	case O_IFACE_SUBCLASS:
+		cfg.iface_subclass = num(o, arg, 0xff);
+		break;
+	case O_IFACE_PROTOCOL:
+		cfg.iface_protocol = num(o, arg, 0xff);
+		break;
+	case O_ENDPOINTS:
+		parse_endpoints(arg);
+		break;
+	case O_MAX_PACKET:
+		cfg.bulk_maxp = num(o, arg, 0xffff);
+		break;
+	case O_INT_MAX_PACKET:
+		cfg.int_maxp = num(o, arg, 0xffff);
+		break;
+	case O_INT_INTERVAL:
+		int_interval = num(o, arg, 0xff);
+		break;
+	case O_INTERFACES:
+		cfg.interfaces = num("--interfaces", arg, EMU_MAX_INTF);
+		if (!cfg.interfaces)
+			bad_usage("--interfaces: 1 or 2");
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+/* The fields of the class descriptor: bcdCCID to bClassEnvelope */
+static bool opt_class_fields(int opt, const char *o, char *arg)
+{
+	static const char *const levels[] = {
+		"character", "tpdu", "short", "extended",
+	};
+	static const uint32_t level_bits[] = {
+		LEVEL_CHAR, LEVEL_TPDU, LEVEL_SHORT, LEVEL_EXT,
+	};
+
+	switch (opt) {
+	case O_BCD_CCID:
+		cfg.bcd_ccid = hexnum(o, arg, 0xffff);
+		break;
+	case O_MAX_SLOT:
+		cfg.max_slot = num(o, arg, EMU_MAX_SLOTS - 1);
+		break;
+	case O_VOLTAGE:
+		cfg.voltage = num(o, arg, 0xff);
+		break;
+	case O_PROTOCOLS:
+		cfg.protocols = num(o, arg, 0xffffffffu);
+		break;
+	case O_FEATURES:
+		cfg.features = hexnum(o, arg, 0xffffffffu);
+		break;
+	case O_LEVEL:
+		cfg.features &= ~LEVEL_MASK;
+		cfg.features |= level_bits[keyword(arg, levels,
+			ARRAY_SIZE(levels),
+			"--level: character, tpdu, short or extended")];
+		break;
+	case O_MAX_MSG:
+		cfg.max_msg = num(o, arg, 0xffffffffu);
+		cfg.max_msg_set = true;
+		break;
+	case O_PIN_SUPPORT:
+		cfg.pin_support = num(o, arg, 0xff);
+		break;
+	case O_MAX_BUSY:
+		cfg.max_busy = num(o, arg, 0xff);
+		break;
+	case O_LCD:
+		cfg.lcd_layout = hexnum(o, arg, 0xffff);
+		break;
+	case O_MAX_IFSD:
+		cfg.max_ifsd = num(o, arg, 0xffffffffu);
+		break;
+	case O_CLASS_GR:
+		cfg.class_get_response = num(o, arg, 0xff);
+		break;
+	case O_CLASS_ENV:
+		cfg.class_envelope = num(o, arg, 0xff);
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+/* The class descriptor as bytes, and the descriptor patches */
+static bool opt_class_bytes(int opt, const char *o, char *arg)
+{
+	static const char *const places[] = {
+		[PLACE_INTERFACE] = "interface",
+		[PLACE_ENDPOINT] = "endpoint",
+		[PLACE_NONE] = "none",
+	};
+
+	switch (opt) {
+	case O_CLASS_DESC:
+		cfg.class_raw_len = hexbytes(o, arg, cfg.class_raw,
+					     sizeof(cfg.class_raw));
+		if (!cfg.class_raw_len)
+			cfg.class_place = PLACE_NONE;
+		break;
+	case O_CLASS_PLACE:
+		cfg.class_place = keyword(arg, places, ARRAY_SIZE(places),
+			"--class-desc-place: interface, endpoint or none");
+		break;
+	case O_CLASS_LEN:
+		cfg.class_len = num(o, arg, 255);
+		break;
+	case O_CLASS_TYPE:
+		cfg.class_type = num(o, arg, 255);
+		break;
+	case O_PATCH_DEVICE:
+		add_patch(o, arg, cfg.dev_patch, &cfg.num_dev_patch);
+		break;
+	case O_PATCH_CONFIG:
+		add_patch(o, arg, cfg.cfg_patch, &cfg.num_cfg_patch);
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+static bool opt_cards(int opt, const char *o, char *arg)
+{
+	static const char *const protocols[] = { "t0", "t1" };
+	char *eq;
+	int s;
+
+	switch (opt) {
+	case O_ATR:
+		for (s = 0; s < EMU_MAX_SLOTS; s++)
+			cfg.atr_len[s] = hexbytes(o, arg, cfg.atr[s],
+						  EMU_MAX_ATR);
+		break;
+	case O_SLOT_ATR:
+		eq = strchr(arg, '=');
+		if (!eq)
+			bad_usage("--slot-atr: S=HEX");
+		*eq = '\0';
+		s = num(o, arg, EMU_MAX_SLOTS - 1);
+		cfg.atr_len[s] = hexbytes(o, eq + 1, cfg.atr[s], EMU_MAX_ATR);
+		break;
+	case O_ABSENT:
+		slot_list(o, arg, cfg.absent);
+		break;
+	case O_POWERED:
+		slot_list(o, arg, cfg.powered);
+		break;
+	case O_PROTOCOL:
+		cfg.protocol = keyword(arg, protocols, ARRAY_SIZE(protocols),
+				       "--protocol: t0 or t1");
+		break;
+	case O_PIN:
+		cfg.pin = arg;
+		break;
+	case O_PIN_TRIES:
+		cfg.pin_tries = num(o, arg, 15);
+		break;
+	case O_AID:
+		add_aid(arg);
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+static bool opt_pin_pad(int opt, const char *o, char *arg)
+{
+	switch (opt) {
+	case O_PAD_PIN:
+		cfg.pad_pin = arg;
+		break;
+	case O_PIN_DELAY:
+		cfg.pin_delay_ms = num(o, arg, 3600000);
+		break;
+	case O_PIN_TIMEOUT:
+		cfg.pin_timeout_ms = num(o, arg, 3600000);
+		break;
+	case O_SPR332:
+		cfg.spr332_fw700 = true;
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+/* Scripts that act at command N: --OPT N:... or --OPT N */
+static bool opt_scripts(int opt, const char *o, char *arg)
+{
+	unsigned int n, count;
 	const char *rest;
 	struct script *sc;
-	char *eq;
+	int kind;
 
-	while ((opt = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
-		const char *o = argv[optind - 1];
-
-		switch (opt) {
-		case 'h':
-			usage(0);
-			break;
-		case 'v':
-			cfg.verbose = true;
-			break;
-		case O_PORT:
-			cfg.port = num(o, optarg, 4095);
-			break;
-		case O_NODE_TIMEOUT:
-			cfg.node_timeout_ms = num(o, optarg, 3600000);
-			break;
-		case O_SPEED:
-			cfg.speed = num(o, optarg, 3);
-			if (cfg.speed < 2)
-				bad_usage("--speed: 2 or 3");
-			break;
-		case O_LOG:
-			cfg.log_path = optarg;
-			break;
-		case O_CTL:
-			cfg.ctl_path = optarg;
-			break;
-		case O_TIMESTAMPS:
-			cfg.timestamps = true;
-			break;
-		case O_RESET_DEVICE:
-			*reset_busid = optarg;
-			break;
-		case O_VID:
-			cfg.vid = hexnum(o, optarg, 0xffff);
-			break;
-		case O_PID:
-			cfg.pid = hexnum(o, optarg, 0xffff);
-			break;
-		case O_BCD_DEVICE:
-			cfg.bcd_device = hexnum(o, optarg, 0xffff);
-			break;
-		case O_BCD_USB:
-			cfg.bcd_usb = hexnum(o, optarg, 0xffff);
-			break;
-		case O_MANUFACTURER:
-			cfg.manufacturer = optarg;
-			break;
-		case O_PRODUCT:
-			cfg.product = optarg;
-			break;
-		case O_SERIAL:
-			cfg.serial = optarg;
-			break;
-		case O_IFACE_CLASS:
-			cfg.iface_class = num(o, optarg, 0xff);
-			break;
-		case O_IFACE_SUBCLASS:
-			cfg.iface_subclass = num(o, optarg, 0xff);
-			break;
-		case O_IFACE_PROTOCOL:
-			cfg.iface_protocol = num(o, optarg, 0xff);
-			break;
-		case O_ENDPOINTS:
-			parse_endpoints(optarg);
-			break;
-		case O_MAX_PACKET:
-			cfg.bulk_maxp = num(o, optarg, 0xffff);
-			break;
-		case O_INT_MAX_PACKET:
-			cfg.int_maxp = num(o, optarg, 0xffff);
-			break;
-		case O_INT_INTERVAL:
-			int_interval = num(o, optarg, 0xff);
-			break;
-		case O_BCD_CCID:
-			cfg.bcd_ccid = hexnum(o, optarg, 0xffff);
-			break;
-		case O_MAX_SLOT:
-			cfg.max_slot = num(o, optarg, EMU_MAX_SLOTS - 1);
-			break;
-		case O_VOLTAGE:
-			cfg.voltage = num(o, optarg, 0xff);
-			break;
-		case O_PROTOCOLS:
-			cfg.protocols = num(o, optarg, 0xffffffffu);
-			break;
-		case O_FEATURES:
-			cfg.features = hexnum(o, optarg, 0xffffffffu);
-			break;
-		case O_LEVEL:
-			cfg.features &= ~LEVEL_MASK;
-			if (!strcmp(optarg, "tpdu"))
-				cfg.features |= LEVEL_TPDU;
-			else if (!strcmp(optarg, "short"))
-				cfg.features |= LEVEL_SHORT;
-			else if (!strcmp(optarg, "extended"))
-				cfg.features |= LEVEL_EXT;
-			else if (strcmp(optarg, "character"))
-				bad_usage("--level: character, tpdu, short or extended");
-			break;
-		case O_MAX_MSG:
-			cfg.max_msg = num(o, optarg, 0xffffffffu);
-			cfg.max_msg_set = true;
-			break;
-		case O_PIN_SUPPORT:
-			cfg.pin_support = num(o, optarg, 0xff);
-			break;
-		case O_MAX_BUSY:
-			cfg.max_busy = num(o, optarg, 0xff);
-			break;
-		case O_LCD:
-			cfg.lcd_layout = hexnum(o, optarg, 0xffff);
-			break;
-		case O_MAX_IFSD:
-			cfg.max_ifsd = num(o, optarg, 0xffffffffu);
-			break;
-		case O_CLASS_GR:
-			cfg.class_get_response = num(o, optarg, 0xff);
-			break;
-		case O_CLASS_ENV:
-			cfg.class_envelope = num(o, optarg, 0xff);
-			break;
-		case O_CLASS_DESC:
-			cfg.class_raw_len = hexbytes(o, optarg, cfg.class_raw,
-						     sizeof(cfg.class_raw));
-			if (!cfg.class_raw_len)
-				cfg.class_place = PLACE_NONE;
-			break;
-		case O_CLASS_PLACE:
-			if (!strcmp(optarg, "interface"))
-				cfg.class_place = PLACE_INTERFACE;
-			else if (!strcmp(optarg, "endpoint"))
-				cfg.class_place = PLACE_ENDPOINT;
-			else if (!strcmp(optarg, "none"))
-				cfg.class_place = PLACE_NONE;
-			else
-				bad_usage("--class-desc-place: interface, endpoint or none");
-			break;
-		case O_CLASS_LEN:
-			cfg.class_len = num(o, optarg, 255);
-			break;
-		case O_CLASS_TYPE:
-			cfg.class_type = num(o, optarg, 255);
-			break;
-		case O_PATCH_DEVICE:
-			add_patch(o, optarg, cfg.dev_patch, &cfg.num_dev_patch);
-			break;
-		case O_PATCH_CONFIG:
-			add_patch(o, optarg, cfg.cfg_patch, &cfg.num_cfg_patch);
-			break;
-		case O_ATR:
-			for (s = 0; s < EMU_MAX_SLOTS; s++)
-				cfg.atr_len[s] = hexbytes(o, optarg, cfg.atr[s],
-							  EMU_MAX_ATR);
-			break;
-		case O_SLOT_ATR:
-			eq = strchr(optarg, '=');
-			if (!eq)
-				bad_usage("--slot-atr: S=HEX");
-			*eq = '\0';
-			s = num(o, optarg, EMU_MAX_SLOTS - 1);
-			cfg.atr_len[s] = hexbytes(o, eq + 1, cfg.atr[s],
-						  EMU_MAX_ATR);
-			break;
-		case O_ABSENT:
-			slot_list(o, optarg, cfg.absent);
-			break;
-		case O_POWERED:
-			slot_list(o, optarg, cfg.powered);
-			break;
-		case O_PROTOCOL:
-			if (!strcmp(optarg, "t0"))
-				cfg.protocol = 0;
-			else if (!strcmp(optarg, "t1"))
-				cfg.protocol = 1;
-			else
-				bad_usage("--protocol: t0 or t1");
-			break;
-		case O_PIN:
-			cfg.pin = optarg;
-			break;
-		case O_PIN_TRIES:
-			cfg.pin_tries = num(o, optarg, 15);
-			break;
-		case O_AID:
-			add_aid(optarg);
-			break;
-		case O_PAD_PIN:
-			cfg.pad_pin = optarg;
-			break;
-		case O_PIN_DELAY:
-			cfg.pin_delay_ms = num(o, optarg, 3600000);
-			break;
-		case O_PIN_TIMEOUT:
-			cfg.pin_timeout_ms = num(o, optarg, 3600000);
-			break;
-		case O_SPR332:
-			cfg.spr332_fw700 = true;
-			break;
-		case O_TIME_EXT: {
-			unsigned int n = cmd_num(o, optarg, &rest), count;
-
-			count = cmd_num(o, rest, &rest);
-			sc = add_script(o, n, SCR_TIME_EXT);
-			sc->a = count;
-			sc->b = num(o, rest, 0xff);
-			break;
-		}
-		case O_TIME_EXT_GAP:
-			cfg.time_ext_gap_ms = num(o, optarg, 3600000);
-			break;
-		case O_DELAY: {
-			unsigned int n = cmd_num(o, optarg, &rest);
-
-			add_script(o, n, SCR_DELAY)->a =
-				num(o, rest, 3600000);
-			break;
-		}
-		case O_DROP:
-			add_script(o, num(o, optarg, 0xffffffffu), SCR_DROP);
-			break;
-		case O_MUTE_AFTER:
-			cfg.mute_after = num(o, optarg, 0xffffffffu);
-			break;
-		case O_REVIVE:
-			cfg.revive_on_reset = true;
-			break;
-		case O_ABORT:
-			if (!strcmp(optarg, "answer"))
-				cfg.abort_mode = ABORT_ANSWER;
-			else if (!strcmp(optarg, "ignore"))
-				cfg.abort_mode = ABORT_IGNORE;
-			else if (!strcmp(optarg, "after-clear-halt"))
-				cfg.abort_mode = ABORT_AFTER_CLEAR_HALT;
-			else
-				bad_usage("--abort: answer, ignore or after-clear-halt");
-			break;
-		case O_ABORT_REQ:
-			if (!strcmp(optarg, "ok"))
-				cfg.abort_req = AREQ_OK;
-			else if (!strcmp(optarg, "stall"))
-				cfg.abort_req = AREQ_STALL;
-			else if (!strcmp(optarg, "ignore"))
-				cfg.abort_req = AREQ_IGNORE;
-			else
-				bad_usage("--abort-request: ok, stall or ignore");
-			break;
-		case O_STALL: {
-			unsigned int n = cmd_num(o, optarg, &rest);
-
-			if (!strcmp(rest, "in"))
-				add_script(o, n, SCR_STALL_IN);
-			else if (!strcmp(rest, "out"))
-				add_script(o, n, SCR_STALL_OUT);
-			else
-				bad_usage("--stall: N:in or N:out");
-			break;
-		}
-		case O_BAD: {
-			unsigned int n = cmd_num(o, optarg, &rest);
-			int kind = ccid_bad_kind(rest);
-
-			if (kind < 0)
-				bad_usage("--bad: unknown kind '%s'", rest);
-			add_script(o, n, SCR_BAD)->a = kind;
-			break;
-		}
-		case O_NOTIFY_ON_CONFIG:
-			cfg.notify_on_config = true;
-			break;
-		case O_NOTIFY_DELAY:
-			cfg.notify_delay_ms = num(o, optarg, 3600000);
-			break;
-		case O_INSERT_AT:
-		case O_REMOVE_AT:
-		case O_HWERROR_AT: {
-			unsigned int n = cmd_num(o, optarg, &rest);
-
-			add_script(o, n, opt == O_INSERT_AT ? SCR_INSERT :
-				   opt == O_REMOVE_AT ? SCR_REMOVE :
-				   SCR_HWERROR)->a =
-				num(o, rest, EMU_MAX_SLOTS - 1);
-			break;
-		}
-		case O_DISCONNECT_AT:
-			cfg.disconnect_at = num(o, optarg, 0xffffffffu);
-			break;
-		case O_RANDOM:
-			cfg.random = true;
-			cfg.seed = num(o, optarg, ~0ul);
-			break;
-		case O_INTERFACES:
-			cfg.interfaces = num("--interfaces", optarg,
-					     EMU_MAX_INTF);
-			if (!cfg.interfaces)
-				bad_usage("--interfaces: 1 or 2");
-			break;
-		case O_SCRIPT_INTF:
-			cfg.script_intf = num("--script-intf", optarg,
-					      EMU_MAX_INTF - 1);
-			break;
-		case O_LAG:
-			parse_lag("--lag", optarg);
-			break;
-		case O_LAG_DROP:
-			cfg.lag_drop = num("--lag-drop", optarg, 0xffffffffu);
-			if (!cfg.lag_drop)
-				bad_usage("--lag-drop: commands count from 1");
-			break;
-		case O_OUT_PENDING:
-			cfg.out_pending = num("--out-pending", optarg,
-					      0xffffffffu);
-			if (!cfg.out_pending)
-				bad_usage("--out-pending: count from 1");
-			break;
-		case O_OUT_ZLP:
-			if (!strcmp(optarg, "ignore"))
-				cfg.out_zlp = ZLP_IGNORE;
-			else if (!strcmp(optarg, "stall"))
-				cfg.out_zlp = ZLP_STALL;
-			else if (!strcmp(optarg, "need"))
-				cfg.out_zlp = ZLP_NEED;
-			else
-				bad_usage("--out-zlp: ignore, stall or need");
-			break;
-		case O_IN_ZLP:
-			cfg.in_zlp = true;
-			break;
-		default:
-			fputs("Try 'ccid_emu --help'.\n", stderr);
-			exit(2);
-		}
+	switch (opt) {
+	case O_TIME_EXT:
+		n = cmd_num(o, arg, &rest);
+		count = cmd_num(o, rest, &rest);
+		sc = add_script(o, n, SCR_TIME_EXT);
+		sc->a = count;
+		sc->b = num(o, rest, 0xff);
+		break;
+	case O_DELAY:
+		n = cmd_num(o, arg, &rest);
+		add_script(o, n, SCR_DELAY)->a = num(o, rest, 3600000);
+		break;
+	case O_DROP:
+		add_script(o, num(o, arg, 0xffffffffu), SCR_DROP);
+		break;
+	case O_STALL:
+		n = cmd_num(o, arg, &rest);
+		if (!strcmp(rest, "in"))
+			add_script(o, n, SCR_STALL_IN);
+		else if (!strcmp(rest, "out"))
+			add_script(o, n, SCR_STALL_OUT);
+		else
+			bad_usage("--stall: N:in or N:out");
+		break;
+	case O_BAD:
+		n = cmd_num(o, arg, &rest);
+		kind = ccid_bad_kind(rest);
+		if (kind < 0)
+			bad_usage("--bad: unknown kind '%s'", rest);
+		add_script(o, n, SCR_BAD)->a = kind;
+		break;
+	case O_INSERT_AT:
+	case O_REMOVE_AT:
+	case O_HWERROR_AT:
+		n = cmd_num(o, arg, &rest);
+		add_script(o, n, opt == O_INSERT_AT ? SCR_INSERT :
+			   opt == O_REMOVE_AT ? SCR_REMOVE :
+			   SCR_HWERROR)->a = num(o, rest, EMU_MAX_SLOTS - 1);
+		break;
+	case O_DISCONNECT_AT:
+		cfg.disconnect_at = num(o, arg, 0xffffffffu);
+		break;
+	default:
+		return false;
 	}
-	if (optind < argc)
-		bad_usage("unexpected argument '%s'", argv[optind]);
+	return true;
+}
+
+/* The reader's scripted manners: mute, Abort, notifications, --random */
+static bool opt_reader_modes(int opt, const char *o, char *arg)
+{
+	static const char *const aborts[] = {
+		[ABORT_ANSWER] = "answer",
+		[ABORT_IGNORE] = "ignore",
+		[ABORT_AFTER_CLEAR_HALT] = "after-clear-halt",
+	};
+	static const char *const abort_reqs[] = {
+		[AREQ_OK] = "ok", [AREQ_STALL] = "stall",
+		[AREQ_IGNORE] = "ignore",
+	};
+
+	switch (opt) {
+	case O_SCRIPT_INTF:
+		cfg.script_intf = num("--script-intf", arg, EMU_MAX_INTF - 1);
+		break;
+	case O_TIME_EXT_GAP:
+		cfg.time_ext_gap_ms = num(o, arg, 3600000);
+		break;
+	case O_MUTE_AFTER:
+		cfg.mute_after = num(o, arg, 0xffffffffu);
+		break;
+	case O_REVIVE:
+		cfg.revive_on_reset = true;
+		break;
+	case O_ABORT:
+		cfg.abort_mode = keyword(arg, aborts, ARRAY_SIZE(aborts),
+			"--abort: answer, ignore or after-clear-halt");
+		break;
+	case O_ABORT_REQ:
+		cfg.abort_req = keyword(arg, abort_reqs,
+					ARRAY_SIZE(abort_reqs),
+					"--abort-request: ok, stall or ignore");
+		break;
+	case O_NOTIFY_ON_CONFIG:
+		cfg.notify_on_config = true;
+		break;
+	case O_NOTIFY_DELAY:
+		cfg.notify_delay_ms = num(o, arg, 3600000);
+		break;
+	case O_RANDOM:
+		cfg.random = true;
+		cfg.seed = num(o, arg, ~0ul);
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+/* The out-of-step reader, pending OUT URBs and zero-length packets */
+static bool opt_lag_zlp(int opt, const char *o __attribute__((unused)),
+			char *arg)
+{
+	static const char *const zlps[] = {
+		[ZLP_IGNORE] = "ignore", [ZLP_STALL] = "stall",
+		[ZLP_NEED] = "need",
+	};
+
+	switch (opt) {
+	case O_LAG:
+		parse_lag("--lag", arg);
+		break;
+	case O_LAG_DROP:
+		cfg.lag_drop = num("--lag-drop", arg, 0xffffffffu);
+		if (!cfg.lag_drop)
+			bad_usage("--lag-drop: commands count from 1");
+		break;
+	case O_OUT_PENDING:
+		cfg.out_pending = num("--out-pending", arg, 0xffffffffu);
+		if (!cfg.out_pending)
+			bad_usage("--out-pending: count from 1");
+		break;
+	case O_OUT_ZLP:
+		cfg.out_zlp = keyword(arg, zlps, ARRAY_SIZE(zlps),
+				      "--out-zlp: ignore, stall or need");
+		break;
+	case O_IN_ZLP:
+		cfg.in_zlp = true;
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+static bool (*const option_groups[])(int opt, const char *o, char *arg) = {
+	opt_process, opt_usb, opt_class_fields, opt_class_bytes, opt_cards,
+	opt_pin_pad, opt_scripts, opt_reader_modes, opt_lag_zlp,
+};
+
+/* What the options imply together, once all are read */
+static void finish_args(void)
+{
+	int i;
 
 	if (!cfg.max_msg_set)
 		cfg.max_msg = (cfg.features & LEVEL_MASK) == LEVEL_EXT ?
 			      EMU_HDR + 65536 : 271;
 	if (cfg.bulk_maxp < 0)
 		cfg.bulk_maxp = cfg.speed == 3 ? 512 : 64;
-	for (s = 0; s < cfg.num_eps; s++) {
-		struct ep_cfg *ep = &cfg.eps[s];
+	for (i = 0; i < cfg.num_eps; i++) {
+		struct ep_cfg *ep = &cfg.eps[i];
 
 		ep->maxp = ep->type == 3 ? cfg.int_maxp : cfg.bulk_maxp;
 		ep->interval = ep->type == 3 ? int_interval : 0;
@@ -1178,6 +1347,27 @@ static void parse_args(int argc, char **argv, const char **reset_busid)
 	rng_state = cfg.seed * 0x9e3779b97f4a7c15ull + 0x1234567;
 	if (!rng_state)
 		rng_state = 1;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	size_t g;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+		const char *o = argv[optind - 1];
+
+		for (g = 0; g < ARRAY_SIZE(option_groups); g++)
+			if (option_groups[g](opt, o, optarg))
+				break;
+		if (g == ARRAY_SIZE(option_groups)) {
+			fputs("Try 'ccid_emu --help'.\n", stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc)
+		bad_usage("unexpected argument '%s'", argv[optind]);
+	finish_args();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1249,14 +1439,13 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	const char *reset_busid = NULL;
 	struct sigaction sa;
 	struct pollfd pfd[2];
 	int64_t t, t2;
 
 	start_ms = now_ms();
 	defaults();
-	parse_args(argc, argv, &reset_busid);
+	parse_args(argc, argv);
 	if (reset_busid)
 		return usb_reset_device(reset_busid);
 
@@ -1292,6 +1481,7 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	card_init();
 	ccid_init();
 	if (usb_attach())
 		return 1;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * ccid_emu - an emulated USB CCID smart-card reader, served to the
- * kernel's vhci_hcd over USB/IP.  Shared definitions of the three parts:
+ * kernel's vhci_hcd over USB/IP.  Shared definitions of the four parts:
  *
- *   ccid_emu.c       options, the event log, the control channel, the loop
- *   ccid_emu_usb.c   USB/IP, attaching, descriptors, ep0, URB queues
- *   ccid_emu_card.c  the CCID reader, its slots and cards, the scripts
+ *   ccid_emu.c         options, the event log, the control channel, the loop
+ *   ccid_emu_usb.c     USB/IP, attaching, descriptors, ep0, URB queues
+ *   ccid_emu_reader.c  the CCID reader, its slots, the PIN pad, the scripts
+ *   ccid_emu_card.c    the card model of each slot
  *
  * See the comment at the top of ccid_emu.c (or ccid_emu --help).
  */
@@ -243,6 +244,100 @@ static inline void put_le32(uint8_t *p, uint32_t v)
 	p[3] = v >> 24;
 }
 
+/*
+ * Layers.  Each file calls only the layers below it; the way up is a
+ * struct of callbacks that the upper layer registers.
+ *
+ *   ccid_emu.c         the program: options (cfg), the main loop, the
+ *                      control channel.  Calls every layer (card_init(),
+ *                      ccid_init(), ccid_ctl(), usb_attach() ...).  Its
+ *                      log, time, random and buffer helpers (elog(),
+ *                      now_ms(), emu_rand(), buf_add() ...) and cfg are
+ *                      used by every layer: a library, not a layer.
+ *   ccid_emu_card.c    top: the card model of each slot (PIN, APDUs,
+ *                      T=0 GET RESPONSE, T=1 blocks).  Calls no function
+ *                      of the reader or the transport; card_init()
+ *                      registers struct reader_card_ops with the reader.
+ *   ccid_emu_reader.c  middle: the CCID reader (message framing and
+ *                      numbering, slots, parameters, chaining, the
+ *                      scripts, Abort, the PIN pad, interrupt events).
+ *                      Calls the transport's usb_*() functions (queue a
+ *                      frame or an interrupt message, drop frames, halt
+ *                      an endpoint, pump), and the card only through
+ *                      the registered reader_card_ops; ccid_init()
+ *                      registers struct usb_upper_ops with the transport.
+ *   ccid_emu_usb.c     bottom: USB/IP, attaching, descriptors, ep0, URB
+ *                      queues.  Calls no function of the layers above,
+ *                      only the registered usb_upper_ops.
+ *
+ * Checked with grep: "grep -E '\b(ccid|card|reader)_[a-z_]*\(' ccid_emu_usb.c"
+ * finds no call, and "grep -E '\b(ccid|usb|reader)_[a-z_]*\(' ccid_emu_card.c"
+ * only reader_register_card().  ccid_emu.c calls card_init() before
+ * ccid_init() before usb_attach(): each layer is registered before the
+ * one below needs it.
+ *
+ * usb_upper_ops, the transport's way up to the reader, each callback
+ * with the interface (reader) it concerns:
+ *   out_urb        a bulk-OUT URB's data; short_end: it ends a transfer
+ *                  (not a whole number of packets).  0, or OUT_STALL,
+ *                  OUT_DISCONNECT, OUT_PENDING.
+ *   out_zlp        a bulk-OUT zero-length packet; the same results.
+ *   out_unlinked   the host unlinked the bulk-OUT URB kept pending
+ *                  (OUT_PENDING).
+ *   abort_request  the CCID ABORT class request on ep0; 0, a negative
+ *                  errno (stall), or > 0: the request stays pending.
+ *   clear_halt     CLEAR_FEATURE(ENDPOINT_HALT) of an endpoint of @intf.
+ *   usb_reset      a USB reset: every queued frame is already gone.
+ *   configured     SET_CONFIGURATION with a non-zero value.
+ *   frame_sent     a frame queued with usb_queue_frame() went out on
+ *                  bulk-IN (its flags as queued).
+ *
+ * reader_card_ops, the reader's way up to the card of slot @slot of
+ * interface @intf:
+ *   reset          power on, power off, insertion, removal, USB reset:
+ *                  the card's session state goes (not its PIN or tries).
+ *   params_set     SetParameters changed the protocol parameters.
+ *   apdu           an APDU at short or extended APDU level; @protocol
+ *                  0: T=0 (61 La, GET RESPONSE), 1: T=1.  The answer,
+ *                  data and SW, goes to @r; *@delay_ms grows by the
+ *                  card's thinking time.
+ *   tpdu           the same at TPDU or character level: @protocol 1: a
+ *                  T=1 block (NAD PCB LEN INF LRC), 0: a T=0 TPDU.
+ *   verify         a PIN typed on the pad; the card's SW.
+ *   change_pin     PIN modify on the pad: @old (NULL: not asked) is
+ *                  verified, then @new taken; the card's SW.
+ */
+struct usb_upper_ops {
+	int (*out_urb)(int intf, const uint8_t *data, size_t len,
+		       bool short_end);
+	int (*out_zlp)(int intf);
+	void (*out_unlinked)(int intf);
+	int (*abort_request)(int intf, uint16_t value);
+	void (*clear_halt)(int intf, enum ep_role role);
+	void (*usb_reset)(void);
+	void (*configured)(void);
+	void (*frame_sent)(int intf, uint8_t slot, uint8_t seq,
+			   unsigned int flags);
+};
+
+/* A growing byte buffer (ccid_emu.c); { 0 } is empty */
+struct buf {
+	uint8_t *p;
+	size_t len, size;
+};
+
+struct reader_card_ops {
+	void (*reset)(int intf, int slot);
+	void (*params_set)(int intf, int slot);
+	void (*apdu)(int intf, int slot, int protocol, const uint8_t *cmd,
+		     size_t n, struct buf *r, unsigned int *delay_ms);
+	void (*tpdu)(int intf, int slot, int protocol, const uint8_t *b,
+		     size_t n, struct buf *r, unsigned int *delay_ms);
+	uint16_t (*verify)(int intf, int slot, const char *digits);
+	uint16_t (*change_pin)(int intf, int slot, const char *old,
+			       const char *new);
+};
+
 /* ccid_emu.c */
 void elog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -251,8 +346,13 @@ int elog_intf(int intf);
 uint64_t now_ms(void);
 uint64_t emu_rand(void);
 void emu_exit(const char *reason);
+void buf_add(struct buf *b, const void *data, size_t len);
+void buf_byte(struct buf *b, uint8_t v);
+void buf_sw(struct buf *b, uint16_t sw);
+void buf_free(struct buf *b);
 
 /* ccid_emu_usb.c */
+void usb_register(const struct usb_upper_ops *ops);
 int usb_attach(void);
 int usb_fd(void);
 void usb_close(void);
@@ -275,25 +375,19 @@ int usb_reset_device(const char *busid);
 #define FR_NO_SPLIT	0x04	/* truncate to the URB instead of splitting */
 #define FR_WEDGE	0x08	/* the reader wedges once this is sent */
 
-/* ccid_emu_card.c */
-void ccid_init(void);
-int ccid_out_urb(int intf, const uint8_t *data, size_t len, bool short_end);
-int ccid_out_zlp(int intf);
-void ccid_out_unlinked(int intf);
-int ccid_abort_request(int intf, uint16_t value);
-void ccid_clear_halt(int intf, enum ep_role role);
-void ccid_usb_reset(void);
-void ccid_configured(void);
-void ccid_frame_sent(int intf, uint8_t slot, uint8_t seq,
-		     unsigned int flags);
+/* ccid_emu_reader.c: what ccid_emu.c calls (options, the loop, the ctl) */
+void ccid_init(void);		/* also registers reader_usb_ops */
+void ccid_usb_reset(void);	/* "replug": the new device starts afresh */
 int64_t ccid_next_timer(void);
 void ccid_timers(void);
 int ccid_ctl(char *line);
-uint8_t ccid_icc_status(int slot);
-bool ccid_wedged(void);
 int ccid_bad_kind(const char *name);
+void reader_register_card(const struct reader_card_ops *ops);
 
-/* ccid_out_urb() and ccid_out_zlp() results besides 0 */
+/* ccid_emu_card.c */
+void card_init(void);		/* registers card_ops with the reader */
+
+/* usb_upper_ops.out_urb() and .out_zlp() results besides 0 */
 #define OUT_STALL	1
 #define OUT_DISCONNECT	2
 #define OUT_PENDING	3	/* the URB stays pending until unlinked */

@@ -88,6 +88,14 @@ static inline void put_be32(uint8_t *p, uint32_t v)
 	p[3] = v;
 }
 
+/* The layer above: see "Layers" in ccid_emu.h */
+static const struct usb_upper_ops *upper;
+
+void usb_register(const struct usb_upper_ops *ops)
+{
+	upper = ops;
+}
+
 int usb_fd(void)
 {
 	return usb.fd;
@@ -173,6 +181,10 @@ int usb_attach(void)
 	int i, ret, tried = 0;
 	FILE *f;
 
+	if (!upper) {
+		elog("error no reader registered (usb_register)");
+		return -EINVAL;
+	}
 	f = fopen(VHCI_DIR "/nports", "r");
 	if (!f || fscanf(f, "%u", &nports) != 1) {
 		elog("error no " VHCI_DIR "/nports: is vhci-hcd loaded?");
@@ -565,7 +577,7 @@ static void deliver_babble(int intf, struct urb *u, struct frame *f)
 	log_frame(f, u->len, -EOVERFLOW);
 	ret_submit(u, -EOVERFLOW, buf, u->len);
 	free(buf);
-	ccid_frame_sent(intf, f->slot, f->seq, f->flags);
+	upper->frame_sent(intf, f->slot, f->seq, f->flags);
 	free(f);
 }
 
@@ -597,7 +609,7 @@ static void deliver(int intf, struct urb *u)
 	if (!(f->flags & FR_NO_SPLIT))
 		queue_in_zlp(intf, f, n, u);
 	ret_submit(u, 0, f->data + f->off, n);
-	ccid_frame_sent(intf, f->slot, f->seq, f->flags);
+	upper->frame_sent(intf, f->slot, f->seq, f->flags);
 	free(f);
 }
 
@@ -848,7 +860,7 @@ static void usb_reset_seen(void)
 	}
 	for (i = 0; i < cfg.num_eps; i++)
 		cfg.eps[i].halted = false;
-	ccid_usb_reset();
+	upper->usb_reset();
 }
 
 static void control(struct urb *u, const uint8_t *setup)
@@ -896,7 +908,7 @@ static void control(struct urb *u, const uint8_t *setup)
 			usb.scan_next = now_ms();
 			usb.scan_end = usb.scan_next + cfg.node_timeout_ms;
 			memset(usb.node_seen, 0, sizeof(usb.node_seen));
-			ccid_configured();
+			upper->configured();
 		}
 		return;
 	case 0x8008:			/* GET_CONFIGURATION */
@@ -948,7 +960,7 @@ static void control(struct urb *u, const uint8_t *setup)
 		elog_intf(ep->intf);
 		elog("clear-halt ep=0x%02x", ep->addr);
 		ctrl_answer(u, 0, NULL, 0, 0);
-		ccid_clear_halt(ep->intf, ep->role);
+		upper->clear_halt(ep->intf, ep->role);
 		return;
 	case 0x2101:			/* CCID ABORT, wIndex = interface */
 		if (cfg.interfaces > 1) {
@@ -956,8 +968,8 @@ static void control(struct urb *u, const uint8_t *setup)
 				goto stall;
 			elog_intf(index & 0xff);
 		}
-		ret = ccid_abort_request(cfg.interfaces > 1 ? index & 0xff : 0,
-					 value);
+		ret = upper->abort_request(cfg.interfaces > 1 ? index & 0xff : 0,
+					    value);
 		if (ret > 0) {
 			/* --abort-request ignore: never completes */
 			add_urb(u);
@@ -1005,11 +1017,11 @@ static void bulk_out(struct urb *u, const struct ep_cfg *ep,
 	int ret = 0;
 
 	if (u->len)
-		ret = ccid_out_urb(ep->intf, data, u->len, !whole);
+		ret = upper->out_urb(ep->intf, data, u->len, !whole);
 	if (!ret && zlp) {
 		/* stall: the data before the ZLP went through */
 		taken = u->len;
-		ret = ccid_out_zlp(ep->intf);
+		ret = upper->out_zlp(ep->intf);
 	}
 	switch (ret) {
 	case OUT_DISCONNECT:
@@ -1083,7 +1095,7 @@ static void unlink_urb(const uint8_t *h)
 			ret_unlink(seqnum, -ECONNRESET);
 			/* --out-pending: the command that never went through */
 			if (ep && ep->role == ROLE_BULK_OUT)
-				ccid_out_unlinked(ep->intf);
+				upper->out_unlinked(ep->intf);
 			return;
 		}
 	}
