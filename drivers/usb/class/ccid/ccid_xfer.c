@@ -236,10 +236,18 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 	return lagged ? CCID_OUT_OF_STEP : -EPROTO;
 }
 
+/* Frame and send a header-only message of the driver's own */
+static int ccid_send_hdr(struct ccid_dev *dev, u8 type, u8 slot, u8 seq)
+{
+	struct ccid_cmd_hdr hdr = { .type = type, .slot = slot };
+	int len = ccid_frame_cmd(dev->out_buf, dev->buf_len, &hdr, seq, NULL);
+
+	return len < 0 ? len : ccid_send(dev, len);
+}
+
 /* A header-only command of the driver's own, e.g. IccPowerOff */
 static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
 {
-	struct ccid_cmd_hdr hdr = { .type = type, .slot = slot };
 	u8 seq = dev->seq++;
 	int ret;
 
@@ -247,9 +255,7 @@ static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
 	if (ret)
 		return ret;
 	clear_bit(seq, dev->abandoned);
-	ret = ccid_frame_cmd(dev->out_buf, dev->buf_len, &hdr, seq, NULL);
-	if (ret > 0)
-		ret = ccid_send(dev, ret);
+	ret = ccid_send_hdr(dev, type, slot, seq);
 	return ret ?: ccid_drain_for(dev, type, slot, seq, true);
 }
 
@@ -264,7 +270,6 @@ static int ccid_simple_cmd(struct ccid_dev *dev, u8 type, u8 slot)
  */
 static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 {
-	struct ccid_cmd_hdr hdr = { .type = CCID_PC_ABORT, .slot = slot };
 	int ret;
 
 	ret = ccid_io_state(dev);
@@ -280,9 +285,7 @@ static int ccid_abort_cmd(struct ccid_dev *dev, u8 slot, u8 seq)
 			seq << 8 | slot, dev->ifnum, NULL, 0,
 			CCID_ABORT_STEP_MS);
 
-	ret = ccid_frame_cmd(dev->out_buf, dev->buf_len, &hdr, seq, NULL);
-	if (ret > 0)
-		ret = ccid_send(dev, ret);
+	ret = ccid_send_hdr(dev, CCID_PC_ABORT, slot, seq);
 	return ret ?: ccid_drain_for(dev, CCID_PC_ABORT, slot, seq, false);
 }
 

@@ -669,21 +669,6 @@ FIXTURE_TEARDOWN_PARENT(ccid)
 		#req, #arg, errname(__ret), errname(err));		\
 } while (0)
 
-#define ASSERT_OK(expr) do {						\
-	int __ret = (expr);						\
-	ASSERT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
-} while (0)
-
-#define ASSERT_BYTES(want, want_len, got, got_len) do {			\
-	char __w[512], __g[512];					\
-	hex(__w, sizeof(__w), want, want_len);				\
-	hex(__g, sizeof(__g), got, got_len);				\
-	ASSERT_EQ((size_t)(want_len), (size_t)(got_len))		\
-		TH_LOG("got [%s], expected [%s]", __g, __w);		\
-	ASSERT_EQ(0, memcmp(want, got, want_len))			\
-		TH_LOG("got [%s], expected [%s]", __g, __w);		\
-} while (0)
-
 static unsigned int counter(FIXTURE_DATA(ccid) *self, const char *name)
 {
 	char buf[32];

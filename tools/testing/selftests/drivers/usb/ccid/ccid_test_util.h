@@ -116,4 +116,21 @@ static inline int do_ioctl(int fd, unsigned long req, void *arg)
 	return ioctl(fd, req, arg) ? -errno : 0;
 }
 
+/* Assertions every C test uses (kselftest_harness.h is included first) */
+#define ASSERT_OK(expr) do {						\
+	int __ret = (expr);						\
+	ASSERT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
+} while (0)
+
+/* Exactly @want_len bytes equal to @want, both shown in hex otherwise */
+#define ASSERT_BYTES(want, want_len, got, got_len) do {			\
+	char __w[512], __g[512];					\
+	hex(__w, sizeof(__w), want, want_len);				\
+	hex(__g, sizeof(__g), got, got_len);				\
+	ASSERT_EQ((size_t)(want_len), (size_t)(got_len))		\
+		TH_LOG("got [%s], expected [%s]", __g, __w);		\
+	ASSERT_EQ(0, memcmp(want, got, want_len))			\
+		TH_LOG("got [%s], expected [%s]", __g, __w);		\
+} while (0)
+
 #endif /* CCID_TEST_UTIL_H */

@@ -40,18 +40,7 @@ trap 'rm -rf "$tmp"' EXIT
 . "$here/tap_lib.sh"
 
 # The reader: the lowest ccidN that sysfs knows, as ccidctl picks it
-node=
-for _ in $(seq 1 100); do
-	for d in /sys/class/usbmisc/ccid*; do
-		[ -e "$d" ] || continue
-		name=${d##*/}
-		if [ -z "$node" ] || [ "${name#ccid}" -lt "${node#ccid}" ]; then
-			node=$name
-		fi
-	done
-	[ -n "$node" ] && break
-	sleep 0.2
-done
+node=$(lowest_node)
 if [ -z "$node" ]; then
 	echo "1..1"
 	echo "not ok 1 - a CCID reader in /sys/class/usbmisc"

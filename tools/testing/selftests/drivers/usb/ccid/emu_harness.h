@@ -1487,11 +1487,6 @@ static inline int poll_mask(int fd, int ms)
 /* ------------------------------------------------------------------ */
 /* Assertions */
 
-#define ASSERT_OK(expr) do {						\
-	int __ret = (expr);						\
-	ASSERT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
-} while (0)
-
 #define EXPECT_OK(expr) do {						\
 	int __ret = (expr);						\
 	EXPECT_EQ(0, __ret) TH_LOG("%s: %s", #expr, errname(__ret));	\
@@ -1507,16 +1502,6 @@ static inline int poll_mask(int fd, int ms)
 	int __ret = (expr);						\
 	ASSERT_EQ(-(err), __ret) TH_LOG("%s: %s, expected %s", #expr,	\
 					errname(__ret), errname(err));	\
-} while (0)
-
-#define ASSERT_BYTES(want, want_len, got, got_len) do {			\
-	char __w[512], __g[512];					\
-	hex(__w, sizeof(__w), want, want_len);				\
-	hex(__g, sizeof(__g), got, got_len);				\
-	ASSERT_EQ((size_t)(want_len), (size_t)(got_len))		\
-		TH_LOG("got [%s], expected [%s]", __g, __w);		\
-	ASSERT_EQ(0, memcmp(want, got, want_len))			\
-		TH_LOG("got [%s], expected [%s]", __g, __w);		\
 } while (0)
 
 #endif /* CCID_EMU_HARNESS_H */

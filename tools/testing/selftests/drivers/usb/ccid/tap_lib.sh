@@ -3,7 +3,7 @@
 # shellcheck disable=SC2154 # $tmp: set by the sourcing script
 #
 # tap_lib.sh - TAP helpers for the ccidctl test scripts, sourced by
-# ccidctl_test.sh and ccidctl_vm_test.sh.  The sourcing script sets $tmp
+# ccidctl_test.sh, ccidctl_vm_test.sh and passthru_vm_test.sh.  The sourcing script sets $tmp
 # (a scratch directory) before the first test, and may set run_prefix (an
 # array) to a command that run() puts before its arguments.
 
@@ -58,4 +58,23 @@ check() {
 	else
 		ok "$name"
 	fi
+}
+
+# lowest_node: the lowest-numbered ccidN that sysfs knows, as ccidctl picks
+# it, waiting up to 20 s for one to appear; nothing when none does
+lowest_node() {
+	local d name node=
+
+	for _ in $(seq 1 100); do
+		for d in /sys/class/usbmisc/ccid*; do
+			[ -e "$d" ] || continue
+			name=${d##*/}
+			if [ -z "$node" ] || [ "${name#ccid}" -lt "${node#ccid}" ]; then
+				node=$name
+			fi
+		done
+		[ -n "$node" ] && break
+		sleep 0.2
+	done
+	echo "$node"
 }
