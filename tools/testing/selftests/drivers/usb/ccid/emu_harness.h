@@ -448,6 +448,29 @@ static inline void expect_lines(struct __test_metadata *_metadata,
 	expect_kmsg_clean(_metadata, __LINE__, false);
 }
 
+/*
+ * The emulated device's usbfs node, opened for USBDEVFS_RESET (the same
+ * usb_reset_device() a driver's recovery does); fd or -errno.
+ */
+static inline int usbfs_open(const struct emu *e)
+{
+	char path[128], attr[32];
+	unsigned int bus, num;
+	int fd;
+
+	strf(path, sizeof(path), "/sys/bus/usb/devices/%s/busnum", e->busid);
+	read_attr(path, attr, sizeof(attr));
+	if (sscanf(attr, "%u", &bus) != 1)
+		return -ENODEV;
+	strf(path, sizeof(path), "/sys/bus/usb/devices/%s/devnum", e->busid);
+	read_attr(path, attr, sizeof(attr));
+	if (sscanf(attr, "%u", &num) != 1)
+		return -ENODEV;
+	strf(path, sizeof(path), "/dev/bus/usb/%03u/%03u", bus, num);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 /* ------------------------------------------------------------------ */
 /* uevents */
 

@@ -29,6 +29,7 @@
  */
 
 #include <pthread.h>
+#include <linux/usbdevice_fs.h>
 #include <linux/userfaultfd.h>
 
 #include "emu_harness.h"
@@ -2238,6 +2239,126 @@ TEST_F_TIMEOUT(recovery, external_reset_during_recovery_is_eio, 120)
 	EXPECT_KMSG(0, DRV "reader does not answer", e->busre);
 
 	EXPECT_ERRNO(ECONNRESET, echo_tagged(e->fd, 2, &x));
+	ASSERT_CARD_WORKS(e->fd);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN();
+}
+
+/* What the driver allows itself: CCID_UEVENT_BURST in CCID_UEVENT_INTERVAL */
+#define UEVENT_BURST		10
+#define UEVENT_INTERVAL_MS	5000
+
+/* Open and close @node, again and again, until *@stop */
+static void open_close_until(const char *node, volatile int *stop)
+{
+	struct pollfd pfd;
+	int fd;
+
+	while (!*stop) {
+		fd = open(node, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		pfd.fd = fd;
+		pfd.events = POLLIN | POLLPRI;
+		poll(&pfd, 1, 0);
+		close(fd);
+	}
+	_exit(0);
+}
+
+/*
+ * Finding 3: the interrupt URB is submitted once.  After a USB reset the
+ * driver resubmits it for the files that are open; a first open() at the
+ * same moment must not submit it a second time ("URB submitted while
+ * active", a WARN).  Two processes open and close the node, so that it
+ * is often opened for the first time, while this one resets the device
+ * again and again; then slot events still arrive.
+ */
+TEST_F_TIMEOUT(recovery, first_opens_during_usb_resets, 300)
+{
+	struct emu *e = &self->e;
+	struct ccid_slot_events ev;
+	volatile int *stop;
+	pid_t openers[2];
+	int usb, i, resets = 0;
+
+	ASSERT_OK(emu_start(e, NULL));
+	close(e->fd);
+	e->fd = -1;
+	usb = usbfs_open(e);
+	ASSERT_LE(0, usb) TH_LOG("usbfs: %s", errname(usb));
+	stop = mmap(NULL, sizeof(*stop), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, stop);
+	*stop = 0;
+	for (i = 0; i < 2; i++) {
+		openers[i] = fork();
+		ASSERT_LE(0, openers[i]);
+		if (!openers[i])
+			open_close_until(e->dev, stop);
+	}
+	for (i = 0; i < 60; i++)
+		resets += !ioctl(usb, USBDEVFS_RESET, 0);
+	*stop = 1;
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(openers[i], waitpid(openers[i], NULL, 0));
+	close(usb);
+	EXPECT_EQ(60, resets);
+	EXPECT_KMSG_CLEAN();
+
+	/* the interrupt URB runs: a removal reaches a file opened now */
+	e->fd = open_node(e);
+	ASSERT_LE(0, e->fd);
+	ASSERT_OK(slot_events(e->fd, CCID_EVENTS_ACK_RESET, &ev));
+	ASSERT_OK(emu_ctl(e, "remove 0"));
+	EXPECT_NE(0, poll_mask(e->fd, PROMPT_MS) & POLLIN);
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	EXPECT_EQ(0, ev.present & 1);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN();
+}
+
+/*
+ * Finding 5: the reset uevents are rate-limited, and poll() still sees
+ * every reset.  USB resets come faster than the limit; the file's slot
+ * generation counts each one, the uevents stop at the burst of each
+ * interval.
+ */
+TEST_F_TIMEOUT(recovery, reset_uevents_rate_limited, 300)
+{
+	struct emu *e = &self->e;
+	struct ccid_slot_events ev;
+	int usb, i, uevents, resets = 0;
+	long start, elapsed, allowed;
+	uint32_t gen0;
+
+	ASSERT_LE(0, e->uevent_fd) TH_LOG("no uevent socket");
+	ASSERT_OK(emu_start(e, NULL));
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	gen0 = ev.generation[0];
+	usb = usbfs_open(e);
+	ASSERT_LE(0, usb) TH_LOG("usbfs: %s", errname(usb));
+	uevent_resets(e, "0x1");	/* none before: drain */
+	start = now_ms();
+	for (i = 0; i < 3 * UEVENT_BURST; i++)
+		resets += !ioctl(usb, USBDEVFS_RESET, 0);
+	elapsed = now_ms() - start;
+	close(usb);
+	ASSERT_EQ(3 * UEVENT_BURST, resets);
+
+	/* every reset counted for the file... */
+	ASSERT_OK(slot_events(e->fd, 0, &ev));
+	EXPECT_EQ(gen0 + resets, ev.generation[0]);
+	EXPECT_EQ(1, ev.reset_pending & 1);
+	/* ...but at most a burst of uevents per interval begun */
+	allowed = UEVENT_BURST * (elapsed / UEVENT_INTERVAL_MS + 1);
+	ASSERT_LT(allowed, resets)
+		TH_LOG("%d resets took %ld ms: too slow to reach the limit",
+		       resets, elapsed);
+	uevents = uevents_with(e->uevent_fd, e->busid, "CCID_EVENT=reset",
+			       "CCID_SLOTS=0x1", NULL, 0, PROMPT_MS);
+	EXPECT_LE(UEVENT_BURST, uevents);
+	EXPECT_GE(allowed, uevents);
 	ASSERT_CARD_WORKS(e->fd);
 	EXPECT_EQ(0, emu_stop(e));
 	EXPECT_KMSG_CLEAN();
