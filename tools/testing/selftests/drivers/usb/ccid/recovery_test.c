@@ -2320,15 +2320,16 @@ TEST_F_TIMEOUT(recovery, first_opens_during_usb_resets, 300)
 
 /*
  * Finding 5: the reset uevents are rate-limited, and poll() still sees
- * every reset.  USB resets come faster than the limit; the file's slot
- * generation counts each one, the uevents stop at the burst of each
- * interval.
+ * every reset.  USB resets until they have outrun the limit (more resets
+ * than UEVENT_BURST per UEVENT_INTERVAL_MS begun allow, whatever the
+ * machine's speed); the file's slot generation counts each one, the
+ * uevents stay within the limit.
  */
 TEST_F_TIMEOUT(recovery, reset_uevents_rate_limited, 300)
 {
 	struct emu *e = &self->e;
 	struct ccid_slot_events ev;
-	int usb, i, uevents, resets = 0;
+	int usb, uevents, resets = 0;
 	long start, elapsed, allowed;
 	uint32_t gen0;
 
@@ -2340,21 +2341,23 @@ TEST_F_TIMEOUT(recovery, reset_uevents_rate_limited, 300)
 	ASSERT_LE(0, usb) TH_LOG("usbfs: %s", errname(usb));
 	uevent_resets(e, "0x1");	/* none before: drain */
 	start = now_ms();
-	for (i = 0; i < 3 * UEVENT_BURST; i++)
-		resets += !ioctl(usb, USBDEVFS_RESET, 0);
-	elapsed = now_ms() - start;
+	do {
+		ASSERT_EQ(0, ioctl(usb, USBDEVFS_RESET, 0))
+			TH_LOG("reset %d: %s", resets + 1, strerror(errno));
+		resets++;
+		elapsed = now_ms() - start;
+		allowed = UEVENT_BURST * (elapsed / UEVENT_INTERVAL_MS + 1);
+	} while (resets <= allowed && resets < 200);
 	close(usb);
-	ASSERT_EQ(3 * UEVENT_BURST, resets);
+	if (resets <= allowed)
+		SKIP(return, "%d resets took %ld ms: too slow to outrun the limit",
+		     resets, elapsed);
 
 	/* every reset counted for the file... */
 	ASSERT_OK(slot_events(e->fd, 0, &ev));
 	EXPECT_EQ(gen0 + resets, ev.generation[0]);
 	EXPECT_EQ(1, ev.reset_pending & 1);
 	/* ...but at most a burst of uevents per interval begun */
-	allowed = UEVENT_BURST * (elapsed / UEVENT_INTERVAL_MS + 1);
-	ASSERT_LT(allowed, resets)
-		TH_LOG("%d resets took %ld ms: too slow to reach the limit",
-		       resets, elapsed);
 	uevents = uevents_with(e->uevent_fd, e->busid, "CCID_EVENT=reset",
 			       "CCID_SLOTS=0x1", NULL, 0, PROMPT_MS);
 	EXPECT_LE(UEVENT_BURST, uevents);
