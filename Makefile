@@ -37,7 +37,8 @@ $(addprefix module-,$(KERNELS)): module-%:
 	@test -n "$(call krel,$*)" || { echo "run 'make deps' first" >&2; exit 1; }
 	@mkdir -p $(BUILD)/$*
 	@cd $(TOP) && cp -a --parents $(MODULE_SRCS) $(BUILD)/$*/
-	$(MAKE) -C $(call kdir,$*) M=$(BUILD)/$* W=1 C=2 modules 2>&1 | \
+	$(MAKE) -C $(call kdir,$*) M=$(BUILD)/$* CONFIG_USB_CCID=m W=1 C=2 \
+		modules 2>&1 | \
 		tee $(BUILD)/$*/build.log
 	@test -f $(BUILD)/$*/drivers/usb/class/ccid/ccid.ko
 

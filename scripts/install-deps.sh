@@ -36,6 +36,8 @@ packages=(
 	linux-source-6.1 linux-source-6.12
 	libnss3-tools sparse xz-utils zstd cpio kmod gcc gcc-multilib make perl
 	python3 clang libclang-rt-14-dev
+	# the debug kernel of make check-debug (scripts/debug-kernel.sh)
+	flex bison bc libelf-dev
 )
 
 # Kernel flavours: <ver> <headers metapackage>
@@ -196,26 +198,36 @@ for k in "${kernels[@]}"; do
 done
 
 # ---------------------------------------------------------------------------
-# 3. A few files from the kernel source tree (checkpatch, kselftest headers)
+# 3. A skeleton of the kernel source tree: enough for checkpatch to run
+#    in a tree (it seeds the USB core's CamelCase names from include/),
+#    for scripts/intree.sh to hook ccid in, and for the selftests' lib.mk
 # ---------------------------------------------------------------------------
 ksrc_files=(
-	scripts/checkpatch.pl
-	scripts/spelling.txt
-	scripts/const_structs.checkpatch
+	COPYING CREDITS Kbuild MAINTAINERS Makefile README
+	include scripts
 	Documentation/dev-tools/checkpatch.rst
+	Documentation/usb/index.rst
+	Documentation/userspace-api/ioctl/ioctl-number.rst
+	drivers/usb/Makefile drivers/usb/class/Kconfig drivers/usb/class/Makefile
+	tools/testing/selftests/lib.mk tools/testing/selftests/kselftest
 	tools/testing/selftests/kselftest_harness.h
 	tools/testing/selftests/kselftest.h
 )
+# checkpatch knows a tree by these: the skeleton has them, empty
+ksrc_dirs=(arch fs init ipc kernel lib)
 ksrc_tar=/usr/src/linux-source-6.12.tar.xz
 ksrc_stamp="$build/ksrc/.source"
-ksrc_id="$(stat -c '%s %Y' "$ksrc_tar") ${ksrc_files[*]}"
+ksrc_id="$(stat -c '%s %Y' "$ksrc_tar") ${ksrc_files[*]} ${ksrc_dirs[*]}"
 if [ "$(cat "$ksrc_stamp" 2>/dev/null)" != "$ksrc_id" ]; then
-	log "extracting checkpatch and kselftest headers into build/ksrc"
+	log "extracting a kernel tree skeleton (checkpatch, lib.mk) into build/ksrc"
 	rm -rf "$build/ksrc"
 	mkdir -p "$build/ksrc"
 	top=linux-source-6.12
 	tar -xJf "$ksrc_tar" -C "$build/ksrc" --strip-components=1 \
 		"${ksrc_files[@]/#/$top/}"
+	for d in "${ksrc_dirs[@]}"; do
+		mkdir -p "$build/ksrc/$d"
+	done
 	echo "$ksrc_id" >"$ksrc_stamp"
 fi
 

@@ -32,7 +32,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* See Documentation/userspace-api/ioctl/ioctl-number-ccid.rst */
+/* Registered in Documentation/userspace-api/ioctl/ioctl-number.rst */
 #define CCID_IOC_MAGIC			0xC1
 
 #define CCID_MAX_SLOT_COUNT		16
