@@ -18,6 +18,7 @@
 #include <linux/usb.h>
 
 #include "ccid.h"
+#include "ccid_trace.h"
 
 /*
  * Only used on kernels without CONFIG_USB_DYNAMIC_MINORS; minors 240..255
@@ -710,8 +711,11 @@ static int ccid_post_reset(struct usb_interface *intf)
 	/* The reader's queues are empty: no answer is owed any more */
 	bitmap_zero(dev->abandoned, 256);
 	ccid_wake(dev, CCID_FLAG_RESETTING);
-	if (!dev->self_reset)
+	if (!dev->self_reset) {
+		/* the driver's own resets are traced by its recovery */
+		trace_ccid_usb_reset(dev, "external", 0);
 		mutex_unlock(&dev->io_mutex);
+	}
 	return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <linux/slab.h>
 
 #include "ccid.h"
+#include "ccid_trace.h"
 
 /* What went wrong with a command */
 enum ccid_fault {
@@ -52,6 +53,24 @@ struct ccid_failure {
 
 /* Internal: a driver's own command saw an answer with an abandoned bSeq */
 #define CCID_OUT_OF_STEP	(-EILSEQ)
+
+/* The reason a recovery gives in the trace */
+static const char *ccid_fault_name(enum ccid_fault fault)
+{
+	static const char * const names[] = {
+		[CCID_FAULT_CANCELLED]		= "cancelled",
+		[CCID_FAULT_OUT_TIMEOUT]	= "not_taken",
+		[CCID_FAULT_TIMEOUT]		= "timeout",
+		[CCID_FAULT_STALL]		= "stall",
+		[CCID_FAULT_GARBLED]		= "garbled",
+		[CCID_FAULT_LAG]		= "out_of_step",
+		[CCID_FAULT_USB]		= "usb_error",
+	};
+
+	if (fault < ARRAY_SIZE(names) && names[fault])
+		return names[fault];
+	return "unknown";
+}
 
 /*
  * Whether @got is the bSeq of a command the driver gave up on and that
@@ -146,13 +165,39 @@ static int ccid_send(struct ccid_dev *dev, size_t len)
 		urb->transfer_flags = URB_ZERO_PACKET;
 	clear_bit(CCID_FLAG_OUT_DONE, &dev->flags);
 	ret = usb_submit_urb(urb, GFP_KERNEL);
-	if (ret)
-		return ret;
-	ret = ccid_wait_urb(dev, urb, CCID_FLAG_OUT_DONE,
-			    msecs_to_jiffies(CCID_OUT_TIMEOUT_MS), false);
+	if (!ret)
+		ret = ccid_wait_urb(dev, urb, CCID_FLAG_OUT_DONE,
+				    msecs_to_jiffies(CCID_OUT_TIMEOUT_MS),
+				    false);
 	if (!ret && urb->actual_length != len)
 		ret = -EIO;
+	/* the header only: abData may hold a PIN */
+	trace_ccid_cmd_sent(dev, dev->out_buf, ret);
 	return ret;
+}
+
+/*
+ * Trace one bulk-IN frame with what the driver made of it (@v); @actual
+ * and @why for a frame it cannot use.  Only the header is traced.
+ */
+static void ccid_trace_frame(struct ccid_dev *dev, enum ccid_rsp_verdict v,
+			     const struct ccid_rsp *rsp, size_t actual,
+			     bool abandoned, const char *why)
+{
+	switch (v) {
+	case CCID_RSP_MATCH:
+		trace_ccid_answer(dev, rsp);
+		break;
+	case CCID_RSP_STALE:
+		trace_ccid_stale_frame(dev, rsp, abandoned);
+		break;
+	case CCID_RSP_TIME_EXT:
+		trace_ccid_time_ext(dev, rsp);
+		break;
+	default:
+		trace_ccid_bad_frame(dev, actual, why);
+		break;
+	}
 }
 
 /*
@@ -202,7 +247,7 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 {
 	unsigned long step = msecs_to_jiffies(CCID_ABORT_STEP_MS);
 	enum ccid_rsp_verdict v;
-	bool lagged = false;
+	bool lagged = false, abandoned;
 	struct ccid_rsp rsp;
 	const char *why;
 	size_t actual;
@@ -213,20 +258,23 @@ static int ccid_drain_for(struct ccid_dev *dev, u8 type, u8 slot, u8 seq,
 		if (ret)
 			return lagged && ret == -ETIMEDOUT ? CCID_OUT_OF_STEP : ret;
 		v = CCID_RSP_BAD;
+		why = "message longer than dwMaxCCIDMessageLength";
 		if (actual <= dev->buf_len)
 			v = ccid_check_rsp(dev->in_buf, actual, type, slot, seq,
 					   &rsp, &why);
-		if (v == CCID_RSP_MATCH) {
-			ccid_note_presence(dev, slot, rsp.status);
-			return 0;
-		}
 		/*
 		 * Only a well-formed frame is evidence; a late answer is
 		 * followed by the one awaited, a reader out of step sends
 		 * nothing more
 		 */
-		if (v == CCID_RSP_STALE && rsp.seq != seq &&
-		    ccid_seq_abandoned(dev, rsp.seq))
+		abandoned = v == CCID_RSP_STALE && rsp.seq != seq &&
+			    ccid_seq_abandoned(dev, rsp.seq);
+		ccid_trace_frame(dev, v, &rsp, actual, abandoned, why);
+		if (v == CCID_RSP_MATCH) {
+			ccid_note_presence(dev, slot, rsp.status);
+			return 0;
+		}
+		if (abandoned)
 			lagged = true;
 		if (any_frame && actual >= CCID_HDR_SIZE &&
 		    dev->in_buf[CCID_OFF_SEQ] == seq &&
@@ -319,7 +367,7 @@ static int ccid_power_off_slot(struct ccid_dev *dev, u8 slot)
  *
  * Return: 0 when the reader answers a GetSlotStatus after the reset.
  */
-static int ccid_usb_reset(struct ccid_dev *dev)
+static int ccid_usb_reset(struct ccid_dev *dev, const char *why)
 {
 	int ret;
 
@@ -328,12 +376,13 @@ static int ccid_usb_reset(struct ccid_dev *dev)
 			     "reader does not answer: resetting it\n");
 
 	ret = usb_lock_device_for_reset(dev->udev, dev->intf);
-	if (ret)
-		return ccid_io_state(dev) ?: ret;
-	dev->self_reset = true;
-	ret = usb_reset_device(dev->udev);
-	dev->self_reset = false;
-	usb_unlock_device(dev->udev);
+	if (!ret) {
+		dev->self_reset = true;
+		ret = usb_reset_device(dev->udev);
+		dev->self_reset = false;
+		usb_unlock_device(dev->udev);
+	}
+	trace_ccid_usb_reset(dev, why, ret);
 	if (ret)
 		return ccid_io_state(dev) ?: ret;
 
@@ -352,9 +401,9 @@ static void ccid_note_out_of_step(struct ccid_dev *dev, u8 slot)
 			     slot);
 }
 
-/* One step of the ladder; 0 when the reader confirmed it */
+/* One step of the ladder, for @why; 0 when the reader confirmed it */
 static int ccid_run_step(struct ccid_dev *dev, u8 slot, u8 seq,
-			 enum ccid_step step)
+			 enum ccid_step step, const char *why)
 {
 	switch (step) {
 	case CCID_STEP_ABORT:
@@ -365,25 +414,29 @@ static int ccid_run_step(struct ccid_dev *dev, u8 slot, u8 seq,
 		usb_clear_halt(dev->udev, dev->out_pipe);
 		return ccid_abort_cmd(dev, slot, seq);
 	default:
-		return ccid_usb_reset(dev);
+		return ccid_usb_reset(dev, why);
 	}
 }
 
 /*
- * Climb the ladder from @step for the command with @seq on @slot, and
- * stop at the first step that brings the reader back; with @card_lost,
- * a step below the reset is taken only when the slot's power off and
- * parameter reset are answered too.  An answer carrying the bSeq of an
- * abandoned command goes straight to the reset: an Abort cannot realign
- * a reader's own queue.
+ * Climb the ladder from @step for the command with @seq on @slot, which
+ * failed as @fail says, and stop at the first step that brings the
+ * reader back; unless the command was only cancelled, the card's state
+ * is lost and a step below the reset is taken only when the slot's power
+ * off and parameter reset are answered too.  An answer carrying the bSeq
+ * of an abandoned command goes straight to the reset: an Abort cannot
+ * realign a reader's own queue.
  *
  * Return: the step that brought the reader back (CCID_STEP_RESET also
  * when it did not), -ENODEV when it was unplugged meanwhile, -EIO when a
  * reset or a suspend from elsewhere took over.
  */
 static int ccid_climb_ladder(struct ccid_dev *dev, u8 slot, u8 seq,
-			     enum ccid_step step, bool card_lost)
+			     enum ccid_step step,
+			     const struct ccid_failure *fail)
 {
+	bool card_lost = fail->fault != CCID_FAULT_CANCELLED;
+	const char *why = ccid_fault_name(fail->fault);
 	bool aborted;
 	int ret, state;
 
@@ -392,18 +445,23 @@ static int ccid_climb_ladder(struct ccid_dev *dev, u8 slot, u8 seq,
 				     "slot %u: the last recovery did not hold: clearing halts\n",
 				     slot);
 	for (;; step++) {
-		ret = ccid_run_step(dev, slot, seq, step);
+		trace_ccid_recover_step(dev, slot, seq, step, why);
+		ret = ccid_run_step(dev, slot, seq, step, why);
 		aborted = !ret;
 		if (aborted && card_lost && step != CCID_STEP_RESET)
 			ret = ccid_power_off_slot(dev, slot);
 		state = ccid_io_state(dev);
+		trace_ccid_recover_done(dev, slot, seq, step, state ?: ret);
 		if (state)
 			return state;
 		if (!ret || step == CCID_STEP_RESET)
 			return step;
+		/* why the next step is taken */
+		why = "not_confirmed";
 		if (ret == CCID_OUT_OF_STEP) {
 			ccid_note_out_of_step(dev, slot);
 			step = CCID_STEP_RESET - 1;
+			why = "out_of_step";
 		} else if (step == CCID_STEP_ABORT && !aborted) {
 			dev_warn_ratelimited(&dev->intf->dev,
 					     "slot %u: abort failed (%d), clearing halts\n",
@@ -483,7 +541,7 @@ static int ccid_recover(struct ccid_dev *dev, const struct ccid_cmd *cmd,
 	else if (card_lost)
 		step = s->ladder;
 
-	ret = ccid_climb_ladder(dev, cmd->hdr.slot, seq, step, card_lost);
+	ret = ccid_climb_ladder(dev, cmd->hdr.slot, seq, step, fail);
 	if (ret < 0)
 		return ret;
 	if (card_lost || ret != CCID_STEP_ABORT) {
@@ -655,6 +713,8 @@ static void ccid_read_answer(struct ccid_dev *dev, struct ccid_cmd *cmd,
 		ccid_count_frame(dev, v, &cmd->rsp);
 		abandoned = v == CCID_RSP_STALE &&
 			    ccid_seq_abandoned(dev, cmd->rsp.seq);
+		ccid_trace_frame(dev, v, &cmd->rsp, actual, abandoned,
+				 fail->why);
 		switch (ccid_wait_frame(&w, jiffies, v, &cmd->rsp, abandoned,
 					&fail->why)) {
 		case CCID_WAIT_DONE:

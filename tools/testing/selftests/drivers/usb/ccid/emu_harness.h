@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1505,6 +1506,142 @@ static inline int poll_mask(int fd, int ms)
 	int n = poll(&p, 1, ms);
 
 	return n < 0 ? -errno : n ? p.revents : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* tracefs: the driver's trace events, in a trace instance of the test's own */
+
+#define TRACEFS_ROOT		"/sys/kernel/tracing"
+
+/*
+ * A trace instance (TRACEFS_ROOT/instances/NAME) has its own buffer,
+ * events, filters and clock: a test that enables events there disturbs no
+ * other tracing.  Removing it disables them.
+ */
+struct trace_inst {
+	char dir[128];			/* "" when none */
+};
+
+/* tracefs at TRACEFS_ROOT, mounted there if it is not yet; 0 or -errno */
+static inline int tracefs_mount(void)
+{
+	if (!access(TRACEFS_ROOT "/instances", F_OK))
+		return 0;
+	if (mount("nodev", TRACEFS_ROOT, "tracefs", 0, NULL))
+		return -errno;
+	return access(TRACEFS_ROOT "/instances", F_OK) ? -errno : 0;
+}
+
+/* Create the instance @name; 0 or -errno */
+static inline int trace_inst_create(struct trace_inst *t, const char *name)
+{
+	char dir[sizeof(t->dir)];
+
+	strf(dir, sizeof(dir), TRACEFS_ROOT "/instances/%s", name);
+	if (!dir[0])
+		return -ENAMETOOLONG;
+	if (mkdir(dir, 0700))
+		return -errno;
+	strf(t->dir, sizeof(t->dir), "%s", dir);
+	return 0;
+}
+
+/* Write @val to the instance's @file, e.g. "events/ccid/enable"; 0 or -errno */
+static inline int trace_inst_write(const struct trace_inst *t, const char *file,
+				   const char *val)
+{
+	char path[256];
+
+	strf(path, sizeof(path), "%s/%s", t->dir, file);
+	return write_file(path, val, strlen(val));
+}
+
+/* The path of the instance's @file */
+static inline void trace_inst_path(const struct trace_inst *t, const char *file,
+				   char *path, size_t size)
+{
+	strf(path, size, "%s/%s", t->dir, file);
+}
+
+/* What the instance recorded, as its "trace" file shows it (free() it), or NULL */
+static inline char *trace_inst_read(const struct trace_inst *t)
+{
+	char path[256];
+
+	trace_inst_path(t, "trace", path, sizeof(path));
+	return slurp(path);
+}
+
+/* Remove the instance, if there is one; 0 or -errno */
+static inline int trace_inst_remove(struct trace_inst *t)
+{
+	if (!t->dir[0])
+		return 0;
+	if (rmdir(t->dir))
+		return -errno;
+	t->dir[0] = '\0';
+	return 0;
+}
+
+/*
+ * The ccid events of @e's reader only, into a new instance: the global
+ * clock, so that events from different CPUs are shown in the order they
+ * happened, and a filter on the reader's interface.  0 or -errno; -ENOENT
+ * when ccid.ko has no trace events.
+ */
+static inline int emu_trace_start(const struct emu *e, struct trace_inst *t)
+{
+	char name[64], filter[128];
+	int ret;
+
+	strf(name, sizeof(name), "ccid_test_%d", (int)getpid());
+	ret = trace_inst_create(t, name);
+	if (ret)
+		return ret;
+	strf(filter, sizeof(filter), "dev == \"%s:1.0\"", e->busid);
+	ret = trace_inst_write(t, "trace_clock", "global");
+	if (!ret)
+		ret = trace_inst_write(t, "events/ccid/filter", filter);
+	if (!ret)
+		ret = trace_inst_write(t, "events/ccid/enable", "1");
+	return ret;
+}
+
+/*
+ * Index of the first complete line of @text at or after line @from that
+ * matches the regex, its text in @line (may be NULL); -1 when there is
+ * none.  log_find() for a text already read, such as a trace.
+ */
+static inline int __printf(5, 6) text_find(const char *text, int from, char *line,
+					   size_t size, const char *fmt, ...)
+{
+	char re[512], buf[1024];
+	const char *p;
+	int i = 0, found = -1;
+	va_list ap;
+	regex_t r;
+
+	va_start(ap, fmt);
+	vsnprintf(re, sizeof(re), fmt, ap);
+	va_end(ap);
+	if (!text || regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
+		return -1;
+	for (p = text; *p; i++) {
+		size_t len = strcspn(p, "\n");
+
+		if (!p[len])
+			break;		/* a line still being written */
+		strf(buf, sizeof(buf), "%.*s", (int)len, p);
+		if (i >= from && !regexec(&r, buf, 0, NULL, 0)) {
+			found = i;
+			if (line)
+				strf(line, size, "%s", buf);
+			break;
+		}
+		p += len + 1;
+	}
+	regfree(&r);
+	return found;
 }
 
 /* ------------------------------------------------------------------ */

@@ -2002,6 +2002,170 @@ TEST_F_TIMEOUT(recovery, out_of_step_card_path, 180)
 }
 
 /*
+ * The driver's trace events, in a trace instance of the test's own: the
+ * teardown, in the parent, shows the trace of a failed test and removes
+ * the instance however the test ended.
+ */
+FIXTURE(traced) {
+	struct emu e;
+	struct trace_inst t;
+};
+
+FIXTURE_SETUP(traced)
+{
+	memset(&self->t, 0, sizeof(self->t));
+	emu_fixture_setup(_metadata, &self->e);
+}
+
+FIXTURE_TEARDOWN_PARENT(traced)
+{
+	char path[256];
+	int ret;
+
+	if (self->t.dir[0] && (!__test_passed(_metadata) ||
+			       getenv("CCID_VERBOSE"))) {
+		trace_inst_path(&self->t, "trace", path, sizeof(path));
+		dump_file("ccid trace events", path, 60);
+	}
+	ret = trace_inst_remove(&self->t);
+	if (ret)
+		fprintf(stderr, "# could not remove %s: %s\n", self->t.dir,
+			errname(ret));
+	emu_fixture_teardown(_metadata, &self->e, true);
+}
+
+/* The bSeq of a trace line, or -1 */
+static int trace_seq(const char *line)
+{
+	const char *p = strstr(line, " seq=");
+	int seq;
+
+	return p && sscanf(p, " seq=%d", &seq) == 1 ? seq : -1;
+}
+
+/*
+ * Index of the next line of the trace @text at or after @from matching the
+ * regex, which must be there, into @line
+ */
+#define ASSERT_TRACE(i, text, from, line, fmt, ...) do {		\
+	(i) = text_find(text, from, line, sizeof(line), fmt, ##__VA_ARGS__); \
+	ASSERT_LE(0, i) TH_LOG("no trace event /" fmt "/ from line %d", \
+			       ##__VA_ARGS__, from);			\
+} while (0)
+
+/*
+ * The trace of out_of_step_card_path (@dev: the interface, as a regex;
+ * @drop: the dropped APDU's bSeq): the dropped APDU and its Abort; then
+ * the next APDU, whose "answer" carries the dropped one's bSeq and is
+ * flagged abandoned; nothing after it but the step that resets the reader
+ * for being out of step, and the reset; the reader answers a
+ * GetSlotStatus, which confirms the step, and the next APDU gets its own
+ * answer.  Order and fields only, never times.
+ */
+static void assert_out_of_step_trace(struct __test_metadata *_metadata,
+				     const char *text, const char *dev,
+				     int drop)
+{
+	const char *ev = "ccid_[a-z_]+: ";
+	int i, i_drop, i_lag, i_next, i_reset, i_gss, i_done, i_ok, lag, ok;
+	char line[512];
+
+	ASSERT_TRACE(i_drop, text, 0, line,
+		     "ccid_cmd_sent: %s type=XfrBlock slot=0 seq=%d len=[0-9]+ ret=0$",
+		     dev, drop);
+	ASSERT_TRACE(i, text, i_drop, line,
+		     "ccid_recover_step: %s slot=0 seq=%d step=abort reason=timeout$",
+		     dev, drop);
+
+	ASSERT_TRACE(i_lag, text, i, line,
+		     "ccid_cmd_sent: %s type=XfrBlock slot=0 seq=[0-9]+ len=[0-9]+ ret=0$",
+		     dev);
+	lag = trace_seq(line);
+	ASSERT_TRACE(i_next, text, i_lag + 1, line, "%s", ev);
+	EXPECT_EQ(i_next, text_find(text, i_next, NULL, 0,
+				    "ccid_stale_frame: %s type=DataBlock slot=0 seq=%d why=abandoned$",
+				    dev, drop)) TH_LOG("after the APDU: %s", line);
+	ASSERT_TRACE(i_next, text, i_next + 1, line, "%s", ev);
+	EXPECT_EQ(i_next, text_find(text, i_next, NULL, 0,
+				    "ccid_recover_step: %s slot=0 seq=%d step=reset reason=out_of_step$",
+				    dev, lag)) TH_LOG("after the stale frame: %s", line);
+	ASSERT_TRACE(i_reset, text, i_next + 1, line, "%s", ev);
+	EXPECT_EQ(i_reset, text_find(text, i_reset, NULL, 0,
+				     "ccid_usb_reset: %s reason=out_of_step ret=0$",
+				     dev)) TH_LOG("after the reset step: %s", line);
+
+	ASSERT_TRACE(i_gss, text, i_reset, line,
+		     "ccid_cmd_sent: %s type=GetSlotStatus slot=0 seq=%d len=0 ret=0$",
+		     dev, (lag + 1) & 0xff);
+	ASSERT_TRACE(i, text, i_gss, line,
+		     "ccid_answer: %s type=SlotStatus slot=0 seq=%d ",
+		     dev, (lag + 1) & 0xff);
+	ASSERT_TRACE(i_done, text, i, line,
+		     "ccid_recover_done: %s slot=0 seq=%d step=reset ret=0$",
+		     dev, lag);
+
+	ASSERT_TRACE(i_ok, text, i_done, line,
+		     "ccid_cmd_sent: %s type=XfrBlock slot=0 seq=[0-9]+ len=[0-9]+ ret=0$",
+		     dev);
+	ok = trace_seq(line);
+	ASSERT_TRACE(i_next, text, i_ok + 1, line, "%s", ev);
+	EXPECT_EQ(i_next, text_find(text, i_next, NULL, 0,
+				    "ccid_answer: %s type=DataBlock slot=0 seq=%d status=0x00 error=0x00 len=[0-9]+$",
+				    dev, ok)) TH_LOG("after the last APDU: %s", line);
+
+	EXPECT_EQ(1, count_lines(text, "ccid_usb_reset: "));
+	EXPECT_EQ(1, count_lines(text, "ccid_recover_step: .* step=reset "));
+	EXPECT_EQ(0, count_lines(text, "ccid_bad_frame: "));
+}
+
+/*
+ * out_of_step_card_path again, with the ccid events of its reader in a
+ * trace instance: the events come in the order of the recovery.
+ */
+TEST_F_TIMEOUT(traced, out_of_step_card_path_events, 180)
+{
+	struct emu *e = &self->e;
+	int i, ret, fails = 0, first_err = 0;
+	struct ccid_power_on p;
+	struct ccid_xfer x;
+	char line[256], dev[80], *text;
+
+	ret = tracefs_mount();
+	if (ret)
+		SKIP(return, "tracefs unavailable at " TRACEFS_ROOT ": %s",
+		     errname(ret));
+	ASSERT_OK(emu_start(e, "--lag-drop", "3", NULL));
+	ret = emu_trace_start(e, &self->t);
+	ASSERT_EQ(0, ret) TH_LOG("trace instance for ccid events: %s%s",
+				 errname(ret), ret == -ENOENT ?
+				 " (ccid.ko has no trace events)" : "");
+
+	ASSERT_OK(power_on(e->fd, 0, &p));
+	ASSERT_OK(echo_tagged(e->fd, 1, &x));
+	EXPECT_ERRNO(ETIMEDOUT, echo_tagged(e->fd, 2, &x));	/* dropped */
+	for (i = 0; i < 10; i++) {
+		ret = power_on(e->fd, 0, &p) ?: echo_tagged(e->fd, 10 + i, &x);
+		if (!ret)
+			break;
+		if (!fails++)
+			first_err = ret;
+	}
+	ASSERT_GT(10, i) TH_LOG("no right answer in 10 rounds");
+	EXPECT_EQ(1, fails);
+	EXPECT_EQ(-EIO, first_err) TH_LOG("%s", errname(first_err));
+	ASSERT_LE(0, log_find(e, 0, line, sizeof(line),
+			      "^cmd 3 type=0x6f slot=0 seq=[0-9]+ "));
+
+	text = trace_inst_read(&self->t);
+	ASSERT_NE(NULL, text);
+	strf(dev, sizeof(dev), "%s:1\\.0", e->busre);
+	assert_out_of_step_trace(_metadata, text, dev, trace_seq(line));
+	free(text);
+	EXPECT_EQ(0, emu_stop(e));
+	EXPECT_KMSG_CLEAN();
+}
+
+/*
  * A reader whose every answer, its own ones included, carries the bSeq
  * of the command before: the first command after the lag starts times
  * out, and its own recovery finds the power off answered with the
