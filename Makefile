@@ -5,6 +5,7 @@
 #   make            build ccid.ko for the Debian 6.1 kernel, and the tools
 #   make run        set up, build, boot a VM with an emulated reader, demo
 #   make check      quality gates and the whole test suite
+#   make check-debug the VM suites on a KASAN/lockdep/kmemleak kernel
 #
 # The module is built in build/<kernel>/ (a copy of the tree's Kbuild
 # sources), so one checkout can build for 6.1 and 6.12 side by side.
@@ -22,7 +23,7 @@ kdir = /usr/src/linux-headers-$(call krel,$(1))
 MODULE_SRCS := Kbuild $(wildcard drivers/usb/class/ccid/*) \
 	include/uapi/linux/usb/ccid_reader.h
 
-.PHONY: all deps modules tools selftests check run clean $(addprefix module-,$(KERNELS))
+.PHONY: all deps modules tools selftests check check-debug run clean $(addprefix module-,$(KERNELS))
 
 all: module-$(KVER) tools
 
@@ -50,6 +51,9 @@ selftests:
 
 check: deps
 	@$(TOP)/scripts/check.sh
+
+check-debug: deps
+	@$(TOP)/scripts/check-debug.sh
 
 run: deps
 	@$(MAKE) --no-print-directory module-6.1 tools selftests
