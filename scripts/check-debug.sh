@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# make check-debug: the VM suites on a kernel that
+# make check-debug: the VM suites and the ioctl fuzzer on a kernel that
 # catches memory and locking bugs (scripts/debug-kernel.sh: KASAN,
 # lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_OBJECTS, kmemleak, hung-task
 # detection), with ccid.ko built in that kernel's tree.  run-vm fails a
@@ -10,11 +10,12 @@
 #
 #   check-debug.sh            all of it: recovery_test, emu_test (with its
 #                             randomized and load runs), ccid_test against
-#                             QEMU's reader
+#                             QEMU's reader, and a long fuzzer run
 #   check-debug.sh lifetime   what CI runs (.ci/run, after make check):
 #                             recovery_test, whose unplug, reset, signal
 #                             and power-management tests are where object
-#                             lifetimes and lock order are at stake
+#                             lifetimes and lock order are at stake, and a
+#                             shorter fuzzer run
 
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,8 @@ mkdir -p "$logdir"
 . "$top/scripts/tap.sh"
 
 case $part in
-all|lifetime) ;;
+all)	fuzz_calls=60000 ;;
+lifetime) fuzz_calls=20000 ;;
 *)	echo "usage: check-debug.sh [all|lifetime]" >&2; exit 2 ;;
 esac
 
@@ -50,5 +52,8 @@ if [ "$part" = all ]; then
 else
 	vm recovery none 3600 "$top/$st/recovery_test"
 fi
+# A fixed seed: the same calls every time; ioctl_fuzz --help for more
+vm "ioctl fuzzer, $fuzz_calls calls, seed 1" none 3600 \
+	"$top/$st/ioctl_fuzz --seed 1 --calls $fuzz_calls"
 
 tap_end

@@ -98,6 +98,11 @@ for k in 6.1 6.12; do
 	ksft "usbip-emu $k" "$st/run-vm" --kernel "$k" --reader none \
 		--timeout 2400 -- "$top/$st/vm_emu_suite.sh"
 done
+# Random ioctls from 4 processes, with unplugs, resets, signals and the
+# emulator's random faults; a fixed seed, so the same run every time
+# (about 4 min in TCG; check-debug runs it on the debug kernel)
+ksft "ioctl fuzzer 6.1" "$st/run-vm" --kernel 6.1 --reader none \
+	--timeout 1800 -- "$top/$st/ioctl_fuzz --seed 1 --calls 30000"
 # The emulator's own features, driven through ccidctl: what they test is
 # the emulator and the tool, so one kernel is enough (about 7 min in TCG)
 ksft "emu-smoke 6.1" "$st/run-vm" --kernel 6.1 --reader none \

@@ -36,7 +36,7 @@ static int log_fd = STDOUT_FILENO;
 static int ctl_fd = STDIN_FILENO;
 static bool ctl_is_fifo;
 static uint64_t start_ms;
-static uint64_t rng_state;
+static uint64_t rng_state, chaos_state;
 static int log_intf;		/* lines get " intf=N" for N > 0 */
 static volatile sig_atomic_t got_signal;
 
@@ -220,6 +220,16 @@ static const char usage_scripts[] =
 "                        right, duplicate, failed with a random bError,\n"
 "                        wrong type, len-over-data, short-header, 1-64\n"
 "                        random bytes, babble, len-over-max, no answer\n"
+"  --chaos SEED:PERMILLE every command (Abort too) draws a fault from a\n"
+"                        fixed menu with PERMILLE/1000 odds, from a stream\n"
+"                        of its own (the same commands, the same faults):\n"
+"                        stall-out (bulk-OUT stalls, not run), bounce (a\n"
+"                        card goes and comes back on a random slot, both\n"
+"                        notified), hwerror; and, on its answer (not for\n"
+"                        Abort): time-ext, delay, fail (random bError),\n"
+"                        drop, stall-in, lag (--lag N:1|2[:card] from this\n"
+"                        command on, until a USB reset), and each --bad\n"
+"                        KIND and garbage; logged as \"chaos N kind=K\"\n"
 "\n";
 
 static const char usage_zlp[] =
@@ -273,6 +283,7 @@ static const char usage_ctl[] =
 "  cancel-pin            press cancel on the pad\n"
 "  mute | unmute         stop / resume answering commands\n"
 "  wedge                 answer nothing on bulk-IN until a USB reset\n"
+"  chaos PERMILLE        the odds of --chaos from now on (0: no faults)\n"
 "  disconnect            close the socket (unplug) and exit\n"
 "  replug                close the socket, attach again as a new device\n"
 "  quit                  close the socket and exit\n"
@@ -289,7 +300,8 @@ static const char usage_events[] =
 "  cmd N type=0xTT slot=S seq=Q len=L p=XXXXXX data=HEX|-\n"
 "  answer N type=0xTT slot=S seq=Q len=L status=0xSS error=0xEE param=0xPP\n"
 "  time-ext N slot=S seq=Q mult=M          bad N kind=K bytes=B usb=ERR\n"
-"  no-answer N reason=muted|wedged|stall|script|random|lag-drop\n"
+"  no-answer N reason=muted|wedged|stall|script|random|lag-drop|chaos\n"
+"  chaos N kind=K\n"
 "  lag-start after=K    lag N seq=Q own=O    lag-end reason=reset\n"
 "  out-zlp N            out-zlp stall N      out-zlp-wait N\n"
 "  out-zlp ok N         out-zlp missing N    in-zlp\n"
@@ -437,13 +449,32 @@ void hexstr(char *out, size_t size, const uint8_t *buf, size_t len)
 	out[k] = '\0';
 }
 
-/* xorshift64*: reproducible for --random SEED */
+/* xorshift64*: reproducible for a given seed */
+static uint64_t xorshift(uint64_t *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return (*state * 0x2545f4914f6cdd1dull) >> 32;
+}
+
+static uint64_t seed_state(uint64_t seed, uint64_t salt)
+{
+	uint64_t state = seed * 0x9e3779b97f4a7c15ull + salt;
+
+	return state ? state : 1;
+}
+
+/* --random SEED */
 uint64_t emu_rand(void)
 {
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return (rng_state * 0x2545f4914f6cdd1dull) >> 32;
+	return xorshift(&rng_state);
+}
+
+/* --chaos SEED:PERMILLE, a stream of its own */
+uint64_t emu_chaos_rand(void)
+{
+	return xorshift(&chaos_state);
 }
 
 void emu_exit(const char *reason)
@@ -770,7 +801,7 @@ enum {
 	O_DELAY, O_DROP, O_MUTE_AFTER, O_REVIVE, O_ABORT, O_ABORT_REQ, O_STALL, O_BAD,
 	O_NOTIFY_ON_CONFIG, O_NOTIFY_DELAY, O_INSERT_AT, O_REMOVE_AT, O_HWERROR_AT, O_DISCONNECT_AT, O_RANDOM,
 	O_INTERFACES, O_SCRIPT_INTF, O_LAG, O_LAG_DROP, O_OUT_PENDING,
-	O_OUT_ZLP, O_IN_ZLP,
+	O_OUT_ZLP, O_IN_ZLP, O_CHAOS,
 };
 
 static const struct option longopts[] = {
@@ -845,6 +876,7 @@ static const struct option longopts[] = {
 	{ "hwerror-at", required_argument, NULL, O_HWERROR_AT },
 	{ "disconnect-at", required_argument, NULL, O_DISCONNECT_AT },
 	{ "random", required_argument, NULL, O_RANDOM },
+	{ "chaos", required_argument, NULL, O_CHAOS },
 	{ "interfaces", required_argument, NULL, O_INTERFACES },
 	{ "script-intf", required_argument, NULL, O_SCRIPT_INTF },
 	{ "lag", required_argument, NULL, O_LAG },
@@ -1229,6 +1261,15 @@ static bool opt_scripts(int opt, const char *o, char *arg)
 	return true;
 }
 
+/* --chaos SEED:PERMILLE */
+static void parse_chaos(const char *opt, const char *s)
+{
+	const char *rest;
+
+	cfg.chaos_seed = cmd_num(opt, s, &rest);
+	cfg.chaos_permille = num(opt, rest, 1000);
+}
+
 /* The reader's scripted manners: mute, Abort, notifications, --random */
 static bool opt_reader_modes(int opt, const char *o, char *arg)
 {
@@ -1273,6 +1314,9 @@ static bool opt_reader_modes(int opt, const char *o, char *arg)
 	case O_RANDOM:
 		cfg.random = true;
 		cfg.seed = num(o, arg, ~0ul);
+		break;
+	case O_CHAOS:
+		parse_chaos(o, arg);
 		break;
 	default:
 		return false;
@@ -1344,9 +1388,8 @@ static void finish_args(void)
 		bad_usage("--lag and --lag-drop: one of them");
 	second_interface();
 	set_default_atr();
-	rng_state = cfg.seed * 0x9e3779b97f4a7c15ull + 0x1234567;
-	if (!rng_state)
-		rng_state = 1;
+	rng_state = seed_state(cfg.seed, 0x1234567);
+	chaos_state = seed_state(cfg.chaos_seed, 0x7654321);
 }
 
 static void parse_args(int argc, char **argv)

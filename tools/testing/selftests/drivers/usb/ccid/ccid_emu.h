@@ -195,6 +195,8 @@ struct emu_cfg {
 	bool revive_on_reset;
 	bool random;
 	uint64_t seed;
+	unsigned int chaos_permille;	/* --chaos SEED:PERMILLE, "chaos" ctl */
+	uint64_t chaos_seed;
 	int script_intf;		/* the reader the scripts act on */
 	unsigned int lag_after;		/* --lag K: 0 = no lag */
 	unsigned int lag_by;		/* L */
@@ -345,6 +347,7 @@ void hexstr(char *out, size_t size, const uint8_t *buf, size_t len);
 int elog_intf(int intf);
 uint64_t now_ms(void);
 uint64_t emu_rand(void);
+uint64_t emu_chaos_rand(void);
 void emu_exit(const char *reason);
 void buf_add(struct buf *b, const void *data, size_t len);
 void buf_byte(struct buf *b, uint8_t v);

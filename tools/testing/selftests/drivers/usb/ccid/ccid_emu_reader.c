@@ -5,8 +5,8 @@
  * together, counted (command N is the Nth bulk-OUT CCID message since
  * start, 1-based, Abort included, never reset), logged, answered by the
  * slot's card model, and the answer goes through the scripted behaviours
- * (time extension, delay, stall, bad frames, --random, --lag) before it
- * is queued for bulk-IN.  The Abort procedure, the PIN pad and the
+ * (time extension, delay, stall, bad frames, --random, --chaos, --lag)
+ * before it is queued for bulk-IN.  The Abort procedure, the PIN pad and the
  * interrupt-IN events live here too.
  *
  * Each CCID interface (--interfaces) is a reader of its own, struct
@@ -87,6 +87,8 @@ struct reader {
 	char typeahead_digits[128];
 	/* --lag, --lag-drop */
 	unsigned int lag_after;		/* K; 0: no lag (any more) */
+	unsigned int lag_by;		/* L */
+	bool lag_card;			/* only card answers lag */
 	bool lag_started;		/* "lag-start" logged */
 	bool lag_drop;			/* a card command to drop to come */
 	unsigned int card_no;		/* XfrBlocks and Secures so far */
@@ -97,6 +99,9 @@ struct reader {
 	unsigned int held_no;
 	/* --out-pending: the command whose bulk-OUT URB is held */
 	unsigned int pending_no;
+	/* --chaos: the fault drawn for the answer to command chaos_no */
+	unsigned int chaos_no;
+	int chaos_kind;
 };
 
 static struct reader readers[EMU_MAX_INTF];
@@ -216,6 +221,8 @@ void ccid_init(void)
 		}
 		if (k == cfg.script_intf) {
 			rd->lag_after = cfg.lag_after;
+			rd->lag_by = cfg.lag_drop ? 1 : cfg.lag_by;
+			rd->lag_card = cfg.lag_card || cfg.lag_drop;
 			rd->lag_drop = cfg.lag_drop != 0;
 		}
 	}
@@ -370,8 +377,8 @@ static void lag_note(unsigned int n, uint8_t type, uint8_t seq)
 static uint8_t lag_seq(unsigned int n, uint8_t type, uint8_t own)
 {
 	const struct lag_rec *rec = &rd->lag_cmd[n % LAG_RING], *old;
-	bool card = cfg.lag_card || cfg.lag_drop;
-	unsigned int by = cfg.lag_drop ? 1 : cfg.lag_by;
+	bool card = rd->lag_card;
+	unsigned int by = rd->lag_by;
 	uint8_t seq;
 
 	if (!rd->lag_after || rd->lag_drop || n <= rd->lag_after ||
@@ -420,7 +427,149 @@ struct plan {
 	unsigned int count, mult, gap;	/* time extensions */
 	enum bad_kind bad;
 	bool stall;
+	const char *why;		/* of no answer: "chaos", or NULL */
 };
+
+/* ------------------------------------------------------------------ */
+/* --chaos: a fault from a fixed menu for a share of the commands */
+
+enum chaos_kind {
+	/* when the command arrives */
+	CH_STALL_OUT, CH_BOUNCE, CH_HWERROR,
+	/* on its answer; CH_BAD: the bad_kind of the menu entry */
+	CH_TIME_EXT, CH_DELAY, CH_FAIL, CH_DROP, CH_STALL_IN, CH_LAG, CH_BAD,
+};
+
+static const struct {
+	const char *name;
+	enum chaos_kind kind;
+	enum bad_kind bad;
+} chaos_menu[] = {
+	{ "stall-out", CH_STALL_OUT, BAD_NONE },
+	{ "bounce", CH_BOUNCE, BAD_NONE },
+	{ "hwerror", CH_HWERROR, BAD_NONE },
+	{ "time-ext", CH_TIME_EXT, BAD_NONE },
+	{ "delay", CH_DELAY, BAD_NONE },
+	{ "fail", CH_FAIL, BAD_NONE },
+	{ "drop", CH_DROP, BAD_NONE },
+	{ "stall-in", CH_STALL_IN, BAD_NONE },
+	{ "lag", CH_LAG, BAD_NONE },
+	{ "wrong-seq", CH_BAD, BAD_WRONG_SEQ },
+	{ "wrong-slot", CH_BAD, BAD_WRONG_SLOT },
+	{ "duplicate", CH_BAD, BAD_DUPLICATE },
+	{ "wrong-type", CH_BAD, BAD_WRONG_TYPE },
+	{ "len-over-data", CH_BAD, BAD_LEN_OVER_DATA },
+	{ "len-over-max", CH_BAD, BAD_LEN_OVER_MAX },
+	{ "short-header", CH_BAD, BAD_SHORT_HEADER },
+	{ "babble", CH_BAD, BAD_BABBLE },
+	{ "wrong-seq-then-right", CH_BAD, BAD_WRONG_SEQ_THEN_RIGHT },
+	{ "garbage", CH_BAD, BAD_GARBAGE },
+};
+
+static int slot_event(enum script_kind kind, int slot);
+static void log_cmd(unsigned int n, const uint8_t *m, size_t mlen);
+
+/*
+ * Command @n arrived: draw its fault (one draw per command, so that the
+ * same commands get the same faults).  Return the menu entry, or -1.
+ */
+static int chaos_draw(unsigned int n)
+{
+	unsigned int r = emu_chaos_rand() % 1000;
+	int k = emu_chaos_rand() % ARRAY_SIZE(chaos_menu);
+
+	if (r >= cfg.chaos_permille)
+		return -1;
+	elog("chaos %u kind=%s", n, chaos_menu[k].name);
+	return k;
+}
+
+/*
+ * The faults of command @n that act before it runs; OUT_STALL when its
+ * bulk-OUT URB stalls instead.  The others wait for its answer.
+ */
+static int chaos_arrival(unsigned int n, const uint8_t *m, size_t len)
+{
+	int k = chaos_draw(n), slot;
+
+	if (k < 0)
+		return 0;
+	slot = emu_chaos_rand() % (cfg.max_slot + 1);
+	switch (chaos_menu[k].kind) {
+	case CH_STALL_OUT:
+		rd->cmd_no = n;
+		log_cmd(n, m, len);
+		usb_halt(rd->intf, ROLE_BULK_OUT);
+		elog("no-answer %u reason=stall", n);
+		return OUT_STALL;
+	case CH_BOUNCE:
+		slot_event(SCR_REMOVE, slot);
+		slot_event(SCR_INSERT, slot);
+		return 0;
+	case CH_HWERROR:
+		slot_event(SCR_HWERROR, slot);
+		return 0;
+	default:
+		rd->chaos_no = n;
+		rd->chaos_kind = k;
+		return 0;
+	}
+}
+
+/* A lag from this command on, unless one runs or the options set one */
+static void chaos_lag(unsigned int n)
+{
+	if (rd->lag_after || cfg.lag_after || cfg.lag_drop)
+		return;
+	rd->lag_after = n;
+	rd->lag_by = 1 + emu_chaos_rand() % 2;
+	rd->lag_card = emu_chaos_rand() % 2;
+	rd->lag_started = true;
+	elog("lag-start after=%u", n);
+}
+
+/* The fault drawn for command @n's answer, if any */
+static void chaos_answer(unsigned int n, uint8_t slot, struct answer *a,
+			 struct plan *pl)
+{
+	static const uint8_t errors[] = {
+		0x00, 0x01, 0x05, 0x07, 0x80, 0xe0, 0xef, 0xf0, 0xf2, 0xf3,
+		0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xfb, 0xfc, 0xfd, 0xfe, 0xff,
+	};
+
+	if (rd->chaos_no != n || rd->chaos_kind < 0)
+		return;
+	switch (chaos_menu[rd->chaos_kind].kind) {
+	case CH_TIME_EXT:
+		pl->count = 1 + emu_chaos_rand() % 3;
+		pl->mult = emu_chaos_rand() % 4;
+		pl->gap = RANDOM_GAP_MS;
+		break;
+	case CH_DELAY:
+		a->delay_ms += 1 + emu_chaos_rand() % 300;
+		break;
+	case CH_FAIL:
+		set_fail(a, slot, errors[emu_chaos_rand() % sizeof(errors)]);
+		if (!(emu_chaos_rand() % 8))
+			a->status = ST_FAILED | 2;
+		a->data.len = 0;
+		break;
+	case CH_DROP:
+		a->none = true;
+		pl->why = "chaos";
+		break;
+	case CH_STALL_IN:
+		pl->stall = true;
+		break;
+	case CH_LAG:
+		chaos_lag(n);
+		break;
+	default:
+		pl->bad = chaos_menu[rd->chaos_kind].bad;
+		break;
+	}
+	rd->chaos_kind = -1;
+}
 
 /* The scripts of command @n, and --random */
 static void apply_scripts(unsigned int n, uint8_t cmd_type, uint8_t slot,
@@ -458,6 +607,7 @@ static void apply_scripts(unsigned int n, uint8_t cmd_type, uint8_t slot,
 	}
 	if (cfg.random && cmd_type == PC_XFR_BLOCK)
 		random_mix(slot, a, &pl->count, &pl->mult, &pl->gap, &pl->bad);
+	chaos_answer(n, slot, a, pl);
 }
 
 /*
@@ -545,7 +695,7 @@ static void finish(unsigned int n, uint8_t cmd_type, uint8_t slot,
 		return;
 	}
 	if (a->none) {
-		elog("no-answer %u reason=%s", n,
+		elog("no-answer %u reason=%s", n, pl.why ? pl.why :
 		     cfg.random ? "random" : "script");
 		buf_free(&a->data);
 		return;
@@ -1361,6 +1511,8 @@ static int out_scripts(unsigned int n, const uint8_t *m, size_t len)
 {
 	if (!scripted())
 		return 0;
+	if (cfg.chaos_permille && chaos_arrival(n, m, len))
+		return OUT_STALL;
 	if (cfg.disconnect_at && n == cfg.disconnect_at) {
 		rd->cmd_no = n;
 		log_cmd(n, m, len);
@@ -1594,6 +1746,21 @@ static int ctl_pin(enum entry e, const char *digits)
 	return 0;
 }
 
+/* "chaos PERMILLE": the odds of --chaos from now on */
+static int ctl_chaos(const char *arg)
+{
+	char *end;
+	long v;
+
+	if (!arg)
+		return -1;
+	v = strtol(arg, &end, 0);
+	if (*end || v < 0 || v > 1000)
+		return -1;
+	cfg.chaos_permille = v;
+	return 0;
+}
+
 /* Reader commands of the control channel, for rd; 0 when done */
 static int reader_ctl(const char *cmd, const char *arg)
 {
@@ -1622,6 +1789,8 @@ static int reader_ctl(const char *cmd, const char *arg)
 		elog("wedged reason=ctl");
 		return 0;
 	}
+	if (!strcmp(cmd, "chaos"))
+		return ctl_chaos(arg);
 	return -1;
 }
 

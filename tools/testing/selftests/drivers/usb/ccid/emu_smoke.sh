@@ -1711,6 +1711,46 @@ clock: running"
 	ok_out "interface 1 after the reset" "90 00"
 }
 
+# --chaos SEED:PERMILLE: faults from the menu, the first one the same for
+# the same seed, none once "chaos 0"
+t_chaos() {
+	local good=0 bad=0 kinds first n
+
+	want "--chaos odds above 1000 refused" bash -c "! '$emu' --chaos 1:1001 >/dev/null 2>&1"
+	emu_start chaos --chaos 7:300
+	need_node || return
+	for _ in $(seq 40); do
+		cc -t 500 power-on
+		cc -t 500 apdu 80EE00000401020304
+		case $rc in
+		0) good=$((good + 1)) ;;
+		1) bad=$((bad + 1)) ;;
+		*) problems+=("ccidctl exit $rc: $err") ;;
+		esac
+	done
+	want "some answers good ($good)" [ "$good" -gt 5 ]
+	want "some answers bad ($bad)" [ "$bad" -gt 5 ]
+	kinds=$(grep -oE '^chaos [0-9]+ kind=[a-z-]+' "$log" |
+		sed 's/ [0-9]* / /' | sort -u | wc -l)
+	want "a mix of faults ($kinds kinds)" [ "$kinds" -ge 6 ]
+	want "ctl: chaos 0" emu_ctl "chaos 0"
+	n=$(log_count '^chaos ')
+	cc power-on
+	cc apdu 80EE00000401020304
+	ok_out "no fault after chaos 0" "01 02 03 04 90 00"
+	want "no chaos line after chaos 0" [ "$(log_count '^chaos ')" = "$n" ]
+	first=$(grep -m1 '^chaos ' "$log")
+	emu_stop
+	emu_start chaos2 --chaos 7:300
+	need_node || return
+	for _ in $(seq 10); do
+		cc -t 500 power-on
+		grep -q '^chaos ' "$log" && break
+	done
+	want "the same first fault from the same seed ($first)" \
+		is "$(grep -m1 '^chaos ' "$log")" "$first"
+}
+
 # ---------------------------------------------------------------------------
 
 tests=(attach full_speed personality vendor_class hostile_descriptors
@@ -1720,7 +1760,7 @@ tests=(attach full_speed personality vendor_class hostile_descriptors
        abort_request_modes abort_after_clear_halt stall bad_frames
        slot_events usbfs raw_ccid disconnect replug usb_reset revive_on_reset
        detach_and_stdin two_readers spr332 random throughput
-       lag lag_drop out_zlp in_zlp out_pending interfaces)
+       lag lag_drop out_zlp in_zlp out_pending interfaces chaos)
 [ $# -eq 0 ] || tests=("$@")
 
 echo "TAP version 13"
