@@ -15,7 +15,6 @@ BUILD := $(TOP)/build
 KERNELS := 6.1 6.12
 KVER ?= 6.1
 SELFTESTS := tools/testing/selftests/drivers/usb/ccid
-KSFT_INC := $(BUILD)/ksrc/tools/testing/selftests
 
 krel = $(shell cat $(BUILD)/kernel/$(1)/release 2>/dev/null)
 kdir = /usr/src/linux-headers-$(call krel,$(1))
@@ -47,7 +46,7 @@ tools:
 	$(MAKE) -C tools/ccid all ccidctl32
 
 selftests:
-	$(MAKE) -C $(SELFTESTS) KSFT_INC=$(KSFT_INC)
+	$(MAKE) -C $(SELFTESTS)
 
 check: deps
 	@$(TOP)/scripts/check.sh

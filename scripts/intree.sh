@@ -27,7 +27,7 @@ cd "$repo"
 mkdir -p "$tree/drivers/usb/class/ccid"
 # The out-of-tree build's objects are not sources
 git ls-files -co --exclude-standard drivers/usb/class/ccid include/uapi \
-	Documentation/usb Documentation/ABI tools/testing/selftests |
+	Documentation/usb Documentation/ABI tools/testing/selftests tools/ccid |
 	while read -r f; do
 	mkdir -p "$tree/$(dirname "$f")"
 	cmp -s "$f" "$tree/$f" || cp "$f" "$tree/$f"
