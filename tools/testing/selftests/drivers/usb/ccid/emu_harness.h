@@ -574,29 +574,21 @@ static inline int uevent_resets(struct emu *e, const char *slots)
 /* The emulator's event log */
 
 /*
- * Index of the first complete event line at or after line @from that
- * matches the regex, its text in @line (may be NULL); -1 when there is
- * none.
+ * Index of the first complete line of @text at or after line @from that
+ * matches the regex @re, its text in @line (may be NULL); -1 when there
+ * is none.  A last line without its newline is still being written.
  */
-static inline int __printf(5, 6) log_find(const struct emu *e, int from, char *line,
-				   size_t size, const char *fmt, ...)
+static inline int text_find_re(const char *text, int from, char *line,
+			       size_t size, const char *re)
 {
-	char re[512], buf[1024], *log, *p;
+	char buf[1024];
+	const char *p;
 	int i = 0, found = -1;
-	va_list ap;
 	regex_t r;
 
-	va_start(ap, fmt);
-	vsnprintf(re, sizeof(re), fmt, ap);
-	va_end(ap);
-	log = slurp(e->log);
-	if (!log)
+	if (!text || regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
 		return -1;
-	if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB)) {
-		free(log);
-		return -1;
-	}
-	for (p = log; *p; i++) {
+	for (p = text; *p; i++) {
 		size_t len = strcspn(p, "\n");
 
 		if (!p[len])
@@ -611,6 +603,26 @@ static inline int __printf(5, 6) log_find(const struct emu *e, int from, char *l
 		p += len + 1;
 	}
 	regfree(&r);
+	return found;
+}
+
+/*
+ * Index of the first complete event line at or after line @from that
+ * matches the regex, its text in @line (may be NULL); -1 when there is
+ * none.
+ */
+static inline int __printf(5, 6) log_find(const struct emu *e, int from, char *line,
+				   size_t size, const char *fmt, ...)
+{
+	char re[512], *log;
+	va_list ap;
+	int found;
+
+	va_start(ap, fmt);
+	vsnprintf(re, sizeof(re), fmt, ap);
+	va_end(ap);
+	log = slurp(e->log);
+	found = text_find_re(log, from, line, size, re);
 	free(log);
 	return found;
 }
@@ -1615,33 +1627,13 @@ static inline int emu_trace_start(const struct emu *e, struct trace_inst *t)
 static inline int __printf(5, 6) text_find(const char *text, int from, char *line,
 					   size_t size, const char *fmt, ...)
 {
-	char re[512], buf[1024];
-	const char *p;
-	int i = 0, found = -1;
+	char re[512];
 	va_list ap;
-	regex_t r;
 
 	va_start(ap, fmt);
 	vsnprintf(re, sizeof(re), fmt, ap);
 	va_end(ap);
-	if (!text || regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
-		return -1;
-	for (p = text; *p; i++) {
-		size_t len = strcspn(p, "\n");
-
-		if (!p[len])
-			break;		/* a line still being written */
-		strf(buf, sizeof(buf), "%.*s", (int)len, p);
-		if (i >= from && !regexec(&r, buf, 0, NULL, 0)) {
-			found = i;
-			if (line)
-				strf(line, size, "%s", buf);
-			break;
-		}
-		p += len + 1;
-	}
-	regfree(&r);
-	return found;
+	return text_find_re(text, from, line, size, re);
 }
 
 /* ------------------------------------------------------------------ */
